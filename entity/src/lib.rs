@@ -1,0 +1,9 @@
+//! sea-orm entities: one module per table, nothing else.
+//!
+//! These are storage shapes only. GraphQL types and domain types live in the main crate, so a
+//! column can change without changing what clients see.
+
+pub mod identities;
+pub mod jobs;
+pub mod sessions;
+pub mod users;

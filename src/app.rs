@@ -1,0 +1,128 @@
+//! Assembling the service: configuration in, a bound listener and running workers out.
+//!
+//! Tests use the same path as `wxunion serve`: `Application::build` on port 0, then
+//! `local_addr()` to find the real port.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use crate::callback::{inbox::Inbox, worker};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::graphql::{self, ApiSchema};
+use crate::identity::Service;
+use crate::sim::{SimApp, Simulator};
+use crate::{sandbox, telemetry};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Service,
+    pub schema: ApiSchema,
+    pub inbox: Inbox,
+    pub metrics: PrometheusHandle,
+}
+
+/// A built, not yet running, wxunion.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    wake: Arc<Notify>,
+    sim: Option<Simulator>,
+}
+
+impl Application {
+    /// Builds with the real clock.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// Connects the database (applying migrations), the cache and WeChat, and binds the
+    /// listener. In sandbox mode it first starts the simulator with the demo apps and points
+    /// WeChat calls at it.
+    pub async fn build_with_clock(
+        mut config: Config,
+        clock: SharedClock,
+    ) -> anyhow::Result<Application> {
+        let sim = if config.sandbox {
+            sandbox::fill_in(&mut config);
+            let apps = config.apps.iter().map(SimApp::from).collect();
+            let sim = Simulator::spawn(apps, config.sim_listen)
+                .await
+                .with_context(|| format!("cannot start the simulator on {}", config.sim_listen))?;
+            config.wechat_api_base = sim.base_url();
+            Some(sim)
+        } else {
+            None
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        if let Some(sim) = &sim {
+            sim.state
+                .set_callback_base(&format!("http://{}", listener.local_addr()?));
+        }
+        let service = Service::connect(config, clock).await?;
+        let db = service.db.clone();
+        let wake = Arc::new(Notify::new());
+        let state = AppState {
+            schema: graphql::build(Some(service.clone())),
+            inbox: Inbox::start(db, wake.clone()),
+            metrics: telemetry::metrics_handle(),
+            service,
+        };
+        Ok(Application {
+            listener,
+            state,
+            wake,
+            sim,
+        })
+    }
+
+    /// The address actually bound (the real port when the configuration said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| self.state.service.config.listen)
+    }
+
+    /// The in-process simulator, in sandbox mode.
+    pub fn simulator(&self) -> Option<&Simulator> {
+        self.sim.as_ref()
+    }
+
+    /// The effective configuration (after sandbox defaults).
+    pub fn config(&self) -> &Config {
+        &self.state.service.config
+    }
+
+    /// Serves until `shutdown` resolves; job workers run alongside and stop with it.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let config = self.state.service.config.clone();
+        let mut workers = JoinSet::new();
+        let lease = chrono::Duration::seconds(config.job_lease_seconds as i64);
+        for _ in 0..config.job_workers {
+            workers.spawn(worker::run(
+                self.state.service.clone(),
+                self.wake.clone(),
+                lease,
+            ));
+        }
+        let app = crate::http::router(self.state);
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        workers.abort_all();
+        served.context("server error")
+    }
+}

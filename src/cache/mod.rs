@@ -1,0 +1,148 @@
+//! The shared cache: access tokens, session keys, locks and counters.
+//!
+//! Redis when `redis_url` is set, so that many instances share one token per app and one lock;
+//! an in-process map otherwise, which is only correct for a single instance. Both speak the
+//! same small vocabulary, chosen so that locks and compare-and-delete are atomic on each.
+
+mod memory;
+mod redis_cache;
+
+use std::time::Duration;
+
+pub use memory::MemoryCache;
+pub use redis_cache::RedisCache;
+
+use crate::error::Result;
+
+/// One of the two cache implementations; every key is namespaced by the configured prefix.
+#[derive(Clone)]
+pub enum Cache {
+    Memory(MemoryCache),
+    Redis(RedisCache),
+}
+
+impl Cache {
+    /// Connects to Redis when a URL is given, else builds the in-process cache.
+    pub async fn connect(redis_url: Option<&str>, prefix: &str) -> anyhow::Result<Cache> {
+        Ok(match redis_url {
+            Some(url) => Cache::Redis(RedisCache::connect(url, prefix).await?),
+            None => Cache::Memory(MemoryCache::new(prefix)),
+        })
+    }
+
+    /// A short name for logs and `/readyz`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Cache::Memory(_) => "memory",
+            Cache::Redis(_) => "redis",
+        }
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<String>> {
+        let v = match self {
+            Cache::Memory(c) => Ok(c.get(key)),
+            Cache::Redis(c) => c.get(key).await,
+        };
+        let hit = if matches!(v, Ok(Some(_))) {
+            "hit"
+        } else {
+            "miss"
+        };
+        metrics::counter!("wxunion_cache_lookups_total", "result" => hit).increment(1);
+        v
+    }
+
+    pub async fn set(&self, key: &str, value: &str, ttl: Duration) -> Result<()> {
+        match self {
+            Cache::Memory(c) => {
+                c.set(key, value, ttl);
+                Ok(())
+            }
+            Cache::Redis(c) => c.set(key, value, ttl).await,
+        }
+    }
+
+    /// Sets the key only if it is absent: the building block of locks and first-writer-wins.
+    pub async fn set_nx(&self, key: &str, value: &str, ttl: Duration) -> Result<bool> {
+        match self {
+            Cache::Memory(c) => Ok(c.set_nx(key, value, ttl)),
+            Cache::Redis(c) => c.set_nx(key, value, ttl).await,
+        }
+    }
+
+    pub async fn delete(&self, key: &str) -> Result<()> {
+        match self {
+            Cache::Memory(c) => {
+                c.delete(key);
+                Ok(())
+            }
+            Cache::Redis(c) => c.delete(key).await,
+        }
+    }
+
+    /// Deletes the key only while it still holds `expected`: releasing one's own lock, or
+    /// dropping a token only if it is the one that failed (never a newer one).
+    pub async fn delete_if_equals(&self, key: &str, expected: &str) -> Result<bool> {
+        match self {
+            Cache::Memory(c) => Ok(c.delete_if_equals(key, expected)),
+            Cache::Redis(c) => c.delete_if_equals(key, expected).await,
+        }
+    }
+
+    /// Increments a counter that expires `window` after its first increment.
+    pub async fn incr_window(&self, key: &str, window: Duration) -> Result<i64> {
+        match self {
+            Cache::Memory(c) => Ok(c.incr_window(key, window)),
+            Cache::Redis(c) => c.incr_window(key, window).await,
+        }
+    }
+
+    /// Proves the cache answers, for `/readyz`.
+    pub async fn ping(&self) -> Result<()> {
+        match self {
+            Cache::Memory(_) => Ok(()),
+            Cache::Redis(c) => c.ping().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn exercise(cache: Cache) {
+        let ttl = Duration::from_secs(30);
+        assert_eq!(cache.get("k").await.unwrap(), None);
+        cache.set("k", "v1", ttl).await.unwrap();
+        assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("v1"));
+        assert!(!cache.set_nx("k", "v2", ttl).await.unwrap());
+        assert!(!cache.delete_if_equals("k", "other").await.unwrap());
+        assert_eq!(cache.get("k").await.unwrap().as_deref(), Some("v1"));
+        assert!(cache.delete_if_equals("k", "v1").await.unwrap());
+        assert!(cache.set_nx("k", "v2", ttl).await.unwrap());
+        cache.delete("k").await.unwrap();
+        assert_eq!(cache.get("k").await.unwrap(), None);
+        assert_eq!(cache.incr_window("n", ttl).await.unwrap(), 1);
+        assert_eq!(cache.incr_window("n", ttl).await.unwrap(), 2);
+        cache
+            .set("short", "x", Duration::from_millis(50))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        assert_eq!(cache.get("short").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn memory_cache_honours_the_cache_contract() {
+        exercise(Cache::Memory(MemoryCache::new("t:"))).await;
+    }
+
+    #[tokio::test]
+    async fn redis_cache_honours_the_cache_contract() {
+        let prefix = format!("wxunion-unit-{}:", uuid::Uuid::new_v4());
+        let cache = Cache::connect(Some("redis://127.0.0.1:6379"), &prefix)
+            .await
+            .expect("Redis must be running on 127.0.0.1:6379 for the tests");
+        exercise(cache).await;
+    }
+}

@@ -1,0 +1,67 @@
+//! Workers that run callback jobs: record the identity and follow state, then resolve the
+//! unionid through `user/info` (with the shared access token). Failures are retried with
+//! backoff; a job that cannot succeed (unknown app, WeChat says the openid is invalid) is
+//! parked as dead with its error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use super::EventJob;
+use crate::error::Error;
+use crate::identity::{OpenId, Service};
+use crate::store;
+
+/// How often an idle worker looks for jobs written by other instances.
+const IDLE_POLL: Duration = Duration::from_millis(250);
+
+/// Runs one worker until the task is dropped.
+pub async fn run(service: Service, wake: Arc<Notify>, lease: chrono::Duration) {
+    loop {
+        let notified = wake.notified();
+        match store::jobs::claim(&service.db, service.clock.now(), lease).await {
+            Ok(Some(job)) => {
+                let outcome = process(&service, &job).await;
+                let now = service.clock.now();
+                let recorded = match outcome {
+                    Ok(()) => store::jobs::complete(&service.db, job.id, now).await,
+                    Err((e, permanent)) => {
+                        tracing::warn!(job = job.id, attempts = job.attempts, error = %e, "callback job failed");
+                        store::jobs::fail(&service.db, &job, &e.to_string(), permanent, now).await
+                    }
+                };
+                if let Err(e) = recorded {
+                    tracing::error!(job = job.id, error = %e, "could not record job outcome");
+                    tokio::time::sleep(IDLE_POLL).await;
+                }
+            }
+            Ok(None) => {
+                let _ = tokio::time::timeout(IDLE_POLL, notified).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not claim a job");
+                tokio::time::sleep(IDLE_POLL * 4).await;
+            }
+        }
+    }
+}
+
+/// Runs one job; the flag says whether a failure is permanent.
+async fn process(service: &Service, job: &entity::jobs::Model) -> Result<(), (Error, bool)> {
+    let permanent = |e: Error| (e, true);
+    let payload: EventJob = serde_json::from_str(&job.payload)
+        .map_err(|e| permanent(Error::internal(anyhow::anyhow!("bad job payload: {e}"))))?;
+    let app = service
+        .config
+        .app(&job.app_id)
+        .ok_or_else(|| permanent(Error::UnknownApp(job.app_id.clone())))?;
+    let open_id = OpenId::parse(&payload.open_id).map_err(permanent)?;
+    service
+        .record_event(app, &open_id, payload.create_time, payload.subscribed)
+        .await
+        .map_err(|e| {
+            let is_permanent = matches!(e, Error::WechatBadRequest { .. } | Error::BadRequest(_));
+            (e, is_permanent)
+        })
+}

@@ -1,0 +1,603 @@
+//! Configuration: one TOML file, `WXUNION_<KEY>` overrides for top-level scalars, validated up
+//! front so that a bad deployment stops at start-up with one line naming the file, the key and
+//! the problem, instead of failing on the first request.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::identity::AppId;
+
+/// Where the SQLite file lives when nobody says otherwise.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://wxunion.db?mode=rwc";
+/// WeChat's real API host.
+pub const DEFAULT_WECHAT_API_BASE: &str = "https://api.weixin.qq.com";
+
+/// The kind of WeChat app; it decides which login API and which callbacks apply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppKind {
+    MiniProgram,
+    OfficialAccount,
+    Website,
+    Mobile,
+}
+
+impl AppKind {
+    /// The stable name stored in the database and written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppKind::MiniProgram => "mini_program",
+            AppKind::OfficialAccount => "official_account",
+            AppKind::Website => "website",
+            AppKind::Mobile => "mobile",
+        }
+    }
+
+    /// The inverse of [`AppKind::as_str`], for rows read back from the database.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "mini_program" => Some(AppKind::MiniProgram),
+            "official_account" => Some(AppKind::OfficialAccount),
+            "website" => Some(AppKind::Website),
+            "mobile" => Some(AppKind::Mobile),
+            _ => None,
+        }
+    }
+}
+
+/// Which WeChat endpoint issues an official account's access token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEndpoint {
+    /// `cgi-bin/stable_token`: refreshing does not invalidate tokens other systems hold.
+    #[default]
+    Stable,
+    /// `cgi-bin/token`: every fetch replaces the previous token (after a 5-minute overlap).
+    Classic,
+}
+
+/// One configured WeChat app.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppConfig {
+    pub app_id: String,
+    pub secret: SecretString,
+    pub kind: AppKind,
+    #[serde(default)]
+    pub open_platform: Option<String>,
+    #[serde(default)]
+    pub token: Option<SecretString>,
+    #[serde(default)]
+    pub encoding_aes_key: Option<SecretString>,
+    #[serde(default)]
+    pub token_endpoint: TokenEndpoint,
+}
+
+impl AppConfig {
+    /// The scope inside which a unionid names one person: the open-platform label, or the app
+    /// itself when it is bound to none (its unionids, if any, are then not shared).
+    pub fn scope(&self) -> String {
+        match &self.open_platform {
+            Some(label) => format!("op:{label}"),
+            None => format!("app:{}", self.app_id),
+        }
+    }
+}
+
+impl fmt::Debug for AppConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppConfig")
+            .field("app_id", &self.app_id)
+            .field("kind", &self.kind)
+            .field("open_platform", &self.open_platform)
+            .field("token_endpoint", &self.token_endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApiKey {
+    name: String,
+    #[serde(default)]
+    key: Option<SecretString>,
+    #[serde(default)]
+    key_sha256: Option<String>,
+}
+
+/// A service caller; only the SHA-256 of its key is kept in memory.
+#[derive(Clone, Debug)]
+pub struct ApiKey {
+    pub name: String,
+    pub sha256_hex: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    listen: Option<String>,
+    #[serde(default)]
+    database_url: Option<String>,
+    #[serde(default)]
+    redis_url: Option<String>,
+    #[serde(default)]
+    redis_prefix: Option<String>,
+    #[serde(default)]
+    wechat_api_base: Option<String>,
+    #[serde(default)]
+    wechat_timeout_ms: Option<u64>,
+    #[serde(default)]
+    sandbox: Option<bool>,
+    #[serde(default)]
+    sim_listen: Option<String>,
+    #[serde(default)]
+    session_ttl_seconds: Option<u64>,
+    #[serde(default)]
+    job_workers: Option<u64>,
+    #[serde(default)]
+    job_lease_seconds: Option<u64>,
+    #[serde(default)]
+    max_forced_token_refreshes_per_hour: Option<u64>,
+    #[serde(default)]
+    cors_allowed_origins: Vec<String>,
+    #[serde(default)]
+    api_keys: Vec<RawApiKey>,
+    #[serde(default)]
+    apps: Vec<AppConfig>,
+}
+
+/// The validated configuration the whole service runs on.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    pub redis_prefix: String,
+    pub wechat_api_base: String,
+    pub wechat_timeout_ms: u64,
+    pub sandbox: bool,
+    pub sim_listen: SocketAddr,
+    pub session_ttl_seconds: u64,
+    pub job_workers: usize,
+    pub job_lease_seconds: u64,
+    pub max_forced_token_refreshes_per_hour: u64,
+    pub cors_allowed_origins: Vec<String>,
+    pub api_keys: Vec<ApiKey>,
+    pub apps: Vec<AppConfig>,
+    /// The file this came from; `None` means no file was given (sandbox by default).
+    pub source: Option<PathBuf>,
+}
+
+/// A configuration problem, printed as one line: where, which key, what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("config error: {origin}: {key}: {problem}")]
+pub struct ConfigError {
+    pub origin: String,
+    pub key: String,
+    pub problem: String,
+}
+
+/// Top-level scalar keys that `WXUNION_<KEY>` may override, with how to read the value.
+const SCALAR_KEYS: &[(&str, ScalarKind)] = &[
+    ("listen", ScalarKind::Str),
+    ("database_url", ScalarKind::Str),
+    ("redis_url", ScalarKind::Str),
+    ("redis_prefix", ScalarKind::Str),
+    ("wechat_api_base", ScalarKind::Str),
+    ("wechat_timeout_ms", ScalarKind::Int),
+    ("sandbox", ScalarKind::Bool),
+    ("sim_listen", ScalarKind::Str),
+    ("session_ttl_seconds", ScalarKind::Int),
+    ("job_workers", ScalarKind::Int),
+    ("job_lease_seconds", ScalarKind::Int),
+    ("max_forced_token_refreshes_per_hour", ScalarKind::Int),
+];
+
+#[derive(Clone, Copy)]
+enum ScalarKind {
+    Str,
+    Int,
+    Bool,
+}
+
+impl Config {
+    /// Reads the file (if any), applies environment overrides from `env` and validates.
+    ///
+    /// `env` is passed in rather than read here so that tests can prove overrides without
+    /// touching the process environment.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let origin = path
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(no config file)".to_owned());
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
+                    origin: origin.clone(),
+                    key: "(file)".into(),
+                    problem: format!("cannot read the file: {e}"),
+                })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError {
+                    origin: origin.clone(),
+                    key: "(syntax)".into(),
+                    problem: e.message().to_owned()
+                        + &e.span()
+                            .map(|s| format!(" (at line {})", line_of(&text, s.start)))
+                            .unwrap_or_default(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, env)?;
+        let raw: RawConfig =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                ConfigError {
+                    origin: origin.clone(),
+                    key: display_path(&e.path().to_string()),
+                    problem: e.inner().message().to_owned(),
+                }
+            })?;
+        let sandbox = raw.sandbox.unwrap_or(path.is_none());
+        validate(raw, sandbox, path.map(Path::to_path_buf), &origin)
+    }
+
+    /// The app configured under this id, if any.
+    pub fn app(&self, app_id: &str) -> Option<&AppConfig> {
+        self.apps.iter().find(|a| a.app_id == app_id)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.get(..offset).map_or(0, |t| t.matches('\n').count()) + 1
+}
+
+fn display_path(path: &str) -> String {
+    if path.is_empty() || path == "." {
+        "(top level)".to_owned()
+    } else {
+        path.to_owned()
+    }
+}
+
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (name, value) in env {
+        let Some(key) = name.strip_prefix("WXUNION_") else {
+            continue;
+        };
+        let key = key.to_ascii_lowercase();
+        let Some((key, kind)) = SCALAR_KEYS.iter().find(|(k, _)| *k == key) else {
+            continue;
+        };
+        let err = |problem: &str| ConfigError {
+            origin: format!("environment {name}"),
+            key: (*key).to_owned(),
+            problem: problem.to_owned(),
+        };
+        let value = match kind {
+            ScalarKind::Str => toml::Value::String(value),
+            ScalarKind::Int => toml::Value::Integer(
+                value
+                    .trim()
+                    .parse()
+                    .map_err(|_| err("expected a whole number"))?,
+            ),
+            ScalarKind::Bool => toml::Value::Boolean(match value.trim() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => return Err(err("expected true or false")),
+            }),
+        };
+        table.insert((*key).to_owned(), value);
+    }
+    Ok(())
+}
+
+fn validate(
+    raw: RawConfig,
+    sandbox: bool,
+    source: Option<PathBuf>,
+    origin: &str,
+) -> Result<Config, ConfigError> {
+    let err = |key: String, problem: String| ConfigError {
+        origin: origin.to_owned(),
+        key,
+        problem,
+    };
+    let addr = |key: &str, value: Option<String>, default: &str| {
+        let v = value.unwrap_or_else(|| default.to_owned());
+        v.parse::<SocketAddr>().map_err(|_| {
+            err(
+                key.to_owned(),
+                format!("`{v}` is not an address like 127.0.0.1:8080"),
+            )
+        })
+    };
+    let listen = addr("listen", raw.listen, "127.0.0.1:8080")?;
+    let sim_listen = addr("sim_listen", raw.sim_listen, "127.0.0.1:8081")?;
+
+    let database_url = raw
+        .database_url
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+    if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres")) {
+        return Err(err(
+            "database_url".into(),
+            "must start with sqlite: or postgres://".into(),
+        ));
+    }
+    if let Some(url) = &raw.redis_url
+        && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+    {
+        return Err(err(
+            "redis_url".into(),
+            "must start with redis:// or rediss://".into(),
+        ));
+    }
+    let wechat_api_base = raw
+        .wechat_api_base
+        .unwrap_or_else(|| DEFAULT_WECHAT_API_BASE.to_owned());
+    if url::Url::parse(&wechat_api_base).is_err() {
+        return Err(err(
+            "wechat_api_base".into(),
+            "is not an absolute URL".into(),
+        ));
+    }
+    for (i, origin) in raw.cors_allowed_origins.iter().enumerate() {
+        if url::Url::parse(origin).is_err() {
+            return Err(err(
+                format!("cors_allowed_origins[{i}]"),
+                format!("`{origin}` is not an origin like https://m.example.com"),
+            ));
+        }
+    }
+
+    let mut api_keys = Vec::new();
+    for (i, k) in raw.api_keys.into_iter().enumerate() {
+        let key = format!("api_keys[{i}]");
+        let sha = match (&k.key, &k.key_sha256) {
+            (Some(plain), None) => {
+                if plain.expose_secret().len() < 16 {
+                    return Err(err(
+                        format!("{key}.key"),
+                        "must be at least 16 characters".into(),
+                    ));
+                }
+                sha256_hex(plain.expose_secret())
+            }
+            (None, Some(hex)) => {
+                let hex = hex.to_ascii_lowercase();
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(err(
+                        format!("{key}.key_sha256"),
+                        "must be 64 hexadecimal characters".into(),
+                    ));
+                }
+                hex
+            }
+            _ => {
+                return Err(err(key, "give exactly one of `key` or `key_sha256`".into()));
+            }
+        };
+        if k.name.trim().is_empty() {
+            return Err(err(format!("{key}.name"), "must not be empty".into()));
+        }
+        api_keys.push(ApiKey {
+            name: k.name,
+            sha256_hex: sha,
+        });
+    }
+
+    let mut seen = HashSet::new();
+    for (i, app) in raw.apps.iter().enumerate() {
+        let key = |field: &str| format!("apps[{i}].{field}");
+        if AppId::parse(&app.app_id).is_err() {
+            return Err(err(
+                key("app_id"),
+                format!(
+                    "`{}` is not a WeChat appid (wx + 16 letters or digits)",
+                    app.app_id
+                ),
+            ));
+        }
+        if !seen.insert(app.app_id.clone()) {
+            return Err(err(
+                key("app_id"),
+                format!("duplicate app_id `{}`", app.app_id),
+            ));
+        }
+        if app.secret.expose_secret().is_empty() {
+            return Err(err(key("secret"), "must not be empty".into()));
+        }
+        if let Some(label) = &app.open_platform
+            && (label.is_empty() || label.len() > 64)
+        {
+            return Err(err(
+                key("open_platform"),
+                "must be 1 to 64 characters".into(),
+            ));
+        }
+        if app.kind == AppKind::OfficialAccount {
+            match &app.token {
+                Some(t) if !t.expose_secret().is_empty() => {}
+                _ => {
+                    return Err(err(
+                        key("token"),
+                        "an official account needs its callback token".into(),
+                    ));
+                }
+            }
+        }
+        if let Some(aes) = &app.encoding_aes_key
+            && crate::wechat::crypto::decode_aes_key(aes.expose_secret()).is_err()
+        {
+            return Err(err(
+                key("encoding_aes_key"),
+                "must be 43 base64 characters".into(),
+            ));
+        }
+    }
+
+    let positive = |key: &str, v: Option<u64>, default: u64| match v {
+        Some(0) => Err(err(key.to_owned(), "must be greater than 0".into())),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    };
+    Ok(Config {
+        listen,
+        database_url,
+        redis_url: raw.redis_url,
+        redis_prefix: raw.redis_prefix.unwrap_or_else(|| "wxunion:".to_owned()),
+        wechat_api_base: wechat_api_base.trim_end_matches('/').to_owned(),
+        wechat_timeout_ms: positive("wechat_timeout_ms", raw.wechat_timeout_ms, 5_000)?,
+        sandbox,
+        sim_listen,
+        session_ttl_seconds: positive("session_ttl_seconds", raw.session_ttl_seconds, 7 * 86_400)?,
+        job_workers: positive("job_workers", raw.job_workers, 4)? as usize,
+        job_lease_seconds: positive("job_lease_seconds", raw.job_lease_seconds, 60)?,
+        max_forced_token_refreshes_per_hour: positive(
+            "max_forced_token_refreshes_per_hour",
+            raw.max_forced_token_refreshes_per_hour,
+            10,
+        )?,
+        cors_allowed_origins: raw.cors_allowed_origins,
+        api_keys,
+        apps: raw.apps,
+        source,
+    })
+}
+
+/// Lowercase hex SHA-256; API keys and session tokens are only ever compared in this form.
+pub fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn load_str(toml: &str) -> Result<Config, ConfigError> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(toml.as_bytes()).unwrap();
+        Config::load(Some(f.path()), Vec::new())
+    }
+
+    const OA: &str = r#"
+[[apps]]
+app_id = "wx2222222222222222"
+secret = "s"
+kind = "official_account"
+token = "t"
+"#;
+
+    #[test]
+    fn no_file_means_sandbox_with_sqlite_defaults() {
+        let c = Config::load(None, Vec::new()).unwrap();
+        assert!(c.sandbox);
+        assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn a_file_is_not_sandbox_unless_it_says_so() {
+        assert!(!load_str(OA).unwrap().sandbox);
+        assert!(load_str(&format!("sandbox = true\n{OA}")).unwrap().sandbox);
+    }
+
+    #[test]
+    fn environment_overrides_top_level_scalars() {
+        let env = vec![
+            ("WXUNION_LISTEN".to_owned(), "0.0.0.0:9000".to_owned()),
+            ("WXUNION_SANDBOX".to_owned(), "false".to_owned()),
+            ("WXUNION_SESSION_TTL_SECONDS".to_owned(), "60".to_owned()),
+            ("UNRELATED".to_owned(), "x".to_owned()),
+        ];
+        let c = Config::load(None, env).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+        assert!(!c.sandbox);
+        assert_eq!(c.session_ttl_seconds, 60);
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_variable() {
+        let env = vec![("WXUNION_SANDBOX".to_owned(), "maybe".to_owned())];
+        let e = Config::load(None, env).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "config error: environment WXUNION_SANDBOX: sandbox: expected true or false"
+        );
+    }
+
+    #[test]
+    fn unknown_kind_names_the_key() {
+        let e = load_str(
+            "[[apps]]\napp_id = \"wx1111111111111111\"\nsecret = \"s\"\nkind = \"game\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "apps[0].kind");
+        assert!(e.problem.contains("unknown variant `game`"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_app_id_is_rejected() {
+        let e = load_str(&format!("{OA}{OA}")).unwrap_err();
+        assert_eq!(e.key, "apps[1].app_id");
+        assert!(e.problem.contains("duplicate"));
+    }
+
+    #[test]
+    fn official_account_without_token_is_rejected() {
+        let e = load_str(
+            "[[apps]]\napp_id = \"wx2222222222222222\"\nsecret = \"s\"\nkind = \"official_account\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "apps[0].token");
+    }
+
+    #[test]
+    fn short_encoding_aes_key_is_rejected() {
+        let e = load_str(&format!("{OA}encoding_aes_key = \"abc\"\n")).unwrap_err();
+        assert_eq!(e.key, "apps[0].encoding_aes_key");
+        assert_eq!(e.problem, "must be 43 base64 characters");
+    }
+
+    #[test]
+    fn unreadable_file_is_one_line() {
+        let e = Config::load(Some(Path::new("/nonexistent/wx.toml")), Vec::new()).unwrap_err();
+        let line = e.to_string();
+        assert!(line.starts_with("config error: /nonexistent/wx.toml: (file): cannot read"));
+        assert!(!line.contains('\n'));
+    }
+
+    #[test]
+    fn unknown_key_is_a_typo_not_silence() {
+        let e = load_str("lisen = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(e.problem.contains("unknown field `lisen`"), "{e}");
+    }
+
+    #[test]
+    fn debug_output_never_contains_secrets() {
+        let c = load_str(&format!(
+            "{OA}\n[[api_keys]]\nname = \"crm\"\nkey = \"super-secret-api-key-123\"\n"
+        ))
+        .unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("super-secret-api-key-123"));
+        assert!(!dbg.contains("secret = \"s\""));
+        assert_eq!(
+            c.api_keys[0].sha256_hex,
+            sha256_hex("super-secret-api-key-123")
+        );
+    }
+}

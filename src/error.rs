@@ -1,0 +1,74 @@
+//! The one domain error type. Every layer returns it; `graphql::errors` maps it to
+//! `extensions.code` and `http` maps it to a status, each in one place.
+
+/// What went wrong, in terms a client can act on. `Internal` carries the cause for the logs;
+/// clients only ever see a generic message for it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    BadRequest(String),
+    /// WeChat refused an argument (for example 40003, an openid it does not know).
+    #[error("WeChat rejected the argument ({errcode}: {errmsg})")]
+    WechatBadRequest { errcode: i64, errmsg: String },
+    #[error("unknown app {0}")]
+    UnknownApp(String),
+    #[error("WeChat rejected the code ({errcode}: {errmsg})")]
+    InvalidCode { errcode: i64, errmsg: String },
+    #[error("missing or unknown bearer token")]
+    Unauthenticated,
+    #[error("this operation is for service callers only")]
+    Forbidden,
+    #[error("rate limited")]
+    RateLimited {
+        errcode: Option<i64>,
+        errmsg: Option<String>,
+    },
+    #[error("WeChat failed: {detail}")]
+    Upstream {
+        errcode: Option<i64>,
+        errmsg: Option<String>,
+        detail: String,
+    },
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl Error {
+    /// Wraps any unexpected failure (database, cache, bug) without exposing it to clients.
+    pub fn internal(e: impl Into<anyhow::Error>) -> Self {
+        Error::Internal(e.into())
+    }
+
+    /// WeChat's own errcode/errmsg, when the error came from WeChat.
+    pub fn wechat(&self) -> Option<(i64, &str)> {
+        match self {
+            Error::InvalidCode { errcode, errmsg }
+            | Error::WechatBadRequest { errcode, errmsg } => Some((*errcode, errmsg)),
+            Error::RateLimited {
+                errcode: Some(c),
+                errmsg,
+            }
+            | Error::Upstream {
+                errcode: Some(c),
+                errmsg,
+                ..
+            } => Some((*c, errmsg.as_deref().unwrap_or(""))),
+            _ => None,
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for Error {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Error::internal(e)
+    }
+}
+
+impl From<redis::RedisError> for Error {
+    fn from(e: redis::RedisError) -> Self {
+        Error::internal(e)
+    }
+}
+
+/// The crate-wide result.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

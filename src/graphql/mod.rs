@@ -1,0 +1,37 @@
+//! The GraphQL API: schema construction, and the SDL that `wxunion schema` prints.
+//!
+//! Resolvers parse arguments into domain ids, call `identity::Service`, and map errors through
+//! [`errors::to_graphql`]: that is the only place where `extensions.code` is decided.
+
+mod auth;
+pub mod errors;
+mod mutation;
+mod query;
+mod types;
+
+use async_graphql::{EmptySubscription, Schema};
+
+pub use auth::Caller;
+pub use mutation::Mutation;
+pub use query::Query;
+
+use crate::identity::Service;
+
+/// The executable schema type.
+pub type ApiSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Builds the schema; with `service` absent it is good for printing the SDL only.
+pub fn build(service: Option<Service>) -> ApiSchema {
+    let mut builder = Schema::build(Query, Mutation, EmptySubscription)
+        .limit_depth(12)
+        .limit_complexity(1_000);
+    if let Some(service) = service {
+        builder = builder.data(service);
+    }
+    builder.finish()
+}
+
+/// The SDL, exactly as `schema.graphql` must hold it.
+pub fn sdl() -> String {
+    build(None).sdl()
+}

@@ -1,0 +1,112 @@
+//! GraphQL object types, kept apart from tables and domain structs so that neither leaks a
+//! column (or a secret) into the API by accident.
+
+use async_graphql::{ComplexObject, Context, Enum, ID, SimpleObject};
+use chrono::{DateTime, Utc};
+
+use super::errors::run;
+use crate::config::AppKind;
+use crate::identity::{self, Service};
+
+/// The kind of WeChat app an identity belongs to.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "AppKind")]
+pub enum AppKindGql {
+    MiniProgram,
+    OfficialAccount,
+    Website,
+    Mobile,
+}
+
+impl From<AppKind> for AppKindGql {
+    fn from(k: AppKind) -> Self {
+        match k {
+            AppKind::MiniProgram => AppKindGql::MiniProgram,
+            AppKind::OfficialAccount => AppKindGql::OfficialAccount,
+            AppKind::Website => AppKindGql::Website,
+            AppKind::Mobile => AppKindGql::Mobile,
+        }
+    }
+}
+
+/// One person, across every app where wxunion has seen them.
+#[derive(SimpleObject, Clone, Debug)]
+#[graphql(name = "User", complex)]
+pub struct UserGql {
+    pub id: ID,
+    /// Null until WeChat has revealed it.
+    pub union_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[ComplexObject]
+impl UserGql {
+    /// One per (app, openid), oldest first.
+    async fn identities(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<IdentityGql>> {
+        let service = ctx.data::<Service>()?;
+        run(async {
+            Ok(service
+                .identities(self.id.as_str())
+                .await?
+                .into_iter()
+                .map(IdentityGql::from)
+                .collect())
+        })
+        .await
+    }
+}
+
+impl From<identity::User> for UserGql {
+    fn from(u: identity::User) -> Self {
+        UserGql {
+            id: ID(u.id),
+            union_id: u.union_id,
+            created_at: u.created_at,
+        }
+    }
+}
+
+/// How one app sees one person.
+#[derive(SimpleObject, Clone, Debug)]
+#[graphql(name = "Identity")]
+pub struct IdentityGql {
+    pub app_id: String,
+    pub app_kind: AppKindGql,
+    pub open_id: String,
+    pub union_id: Option<String>,
+    /// Official accounts: whether the person follows the account now.
+    pub subscribed: Option<bool>,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+}
+
+impl From<identity::Identity> for IdentityGql {
+    fn from(i: identity::Identity) -> Self {
+        IdentityGql {
+            app_id: i.app_id,
+            app_kind: i.app_kind.into(),
+            open_id: i.open_id,
+            union_id: i.union_id,
+            subscribed: i.subscribed,
+            first_seen_at: i.first_seen_at,
+            last_seen_at: i.last_seen_at,
+        }
+    }
+}
+
+/// What `loginWithCode` returns: the session token is shown here once and stored hashed.
+#[derive(SimpleObject, Debug)]
+pub struct LoginPayload {
+    pub session_token: String,
+    pub expires_at: DateTime<Utc>,
+    pub is_new_user: bool,
+    pub user: UserGql,
+    pub identity: IdentityGql,
+}
+
+/// What `resolveOpenId` returns.
+#[derive(SimpleObject, Debug)]
+pub struct ResolvePayload {
+    pub user: UserGql,
+    pub identity: IdentityGql,
+}

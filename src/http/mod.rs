@@ -1,0 +1,77 @@
+//! The HTTP surface: one `router()` joining GraphQL, the WeChat callback and the operations
+//! endpoints. Handlers are thin: parse, call the domain, map the result.
+
+mod callback;
+mod graphql;
+mod ops;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::app::AppState;
+
+/// The largest callback body accepted (WeChat's are a few KiB).
+pub const CALLBACK_BODY_LIMIT: usize = 64 * 1024;
+/// The largest GraphQL request accepted.
+pub const GRAPHQL_BODY_LIMIT: usize = 256 * 1024;
+
+/// Every route wxunion serves.
+pub fn router(state: AppState) -> Router {
+    let cors = cors(&state.service.config.cors_allowed_origins);
+    let graphql = Router::new()
+        .route("/graphql", get(graphql::graphiql).post(graphql::execute))
+        .layer(DefaultBodyLimit::max(GRAPHQL_BODY_LIMIT))
+        .layer(cors);
+    let callback = Router::new()
+        .route(
+            "/wechat/callback/{app_id}",
+            get(callback::verify).post(callback::receive),
+        )
+        .layer(DefaultBodyLimit::max(CALLBACK_BODY_LIMIT));
+    Router::new()
+        .merge(graphql)
+        .merge(callback)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .layer(middleware::from_fn(track))
+        .with_state(Arc::new(state))
+}
+
+/// Only the configured front-end origins may call `/graphql` from a browser.
+fn cors(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim_end_matches('/')).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+}
+
+/// Counts requests and their latency by route and status.
+async fn track(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().to_string();
+    let started = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("wxunion_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("wxunion_http_request_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}

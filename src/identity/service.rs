@@ -1,0 +1,254 @@
+//! The use cases: log in with a code, resolve an official-account openid, look people up.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sea_orm::DatabaseConnection;
+use secrecy::ExposeSecret;
+
+use super::{AppId, Identity, LoginCode, OpenId, UnionId, User};
+use crate::cache::Cache;
+use crate::clock::SharedClock;
+use crate::config::{AppConfig, AppKind, Config, sha256_hex};
+use crate::error::{Error, Result};
+use crate::store::{self, links::Sighting};
+use crate::wechat::{AccessTokens, CallError, WechatClient};
+
+/// The result of a successful `loginWithCode`. The session token is shown once, here.
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub session_token: String,
+    pub expires_at: DateTime<Utc>,
+    pub is_new_user: bool,
+    pub user: User,
+    pub identity: Identity,
+}
+
+/// Everything the use cases need, cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    pub config: Arc<Config>,
+    pub db: DatabaseConnection,
+    pub cache: Cache,
+    pub wechat: WechatClient,
+    pub tokens: AccessTokens,
+    pub clock: SharedClock,
+}
+
+impl Service {
+    /// Connects the database (applying pending migrations), the cache and the WeChat client.
+    pub async fn connect(config: Config, clock: SharedClock) -> anyhow::Result<Service> {
+        use anyhow::Context as _;
+        let db = store::connect(&config.database_url)
+            .await
+            .context("cannot connect to the database (database_url)")?;
+        store::migrate(&db)
+            .await
+            .context("cannot apply migrations")?;
+        let cache = Cache::connect(config.redis_url.as_deref(), &config.redis_prefix)
+            .await
+            .context("cannot connect to Redis (redis_url)")?;
+        let wechat = WechatClient::new(
+            &config.wechat_api_base,
+            Duration::from_millis(config.wechat_timeout_ms),
+        )?;
+        let tokens = AccessTokens::new(
+            cache.clone(),
+            wechat.clone(),
+            config.max_forced_token_refreshes_per_hour,
+        );
+        Ok(Service {
+            config: Arc::new(config),
+            db,
+            cache,
+            wechat,
+            tokens,
+            clock,
+        })
+    }
+
+    /// The configured app of the expected kinds, or UNKNOWN_APP.
+    pub fn app(&self, app_id: &AppId, kinds: &[AppKind]) -> Result<&AppConfig> {
+        self.config
+            .app(app_id.as_str())
+            .filter(|a| kinds.contains(&a.kind))
+            .ok_or_else(|| Error::UnknownApp(app_id.to_string()))
+    }
+
+    /// `loginWithCode` for mini programs: exchange the code, link the identity, open a session.
+    /// The session key WeChat returns is kept in the cache (for later decryption of user data)
+    /// and never leaves the server.
+    #[tracing::instrument(skip_all, fields(app_id = %app_id))]
+    pub async fn login_with_code(&self, app_id: &AppId, code: &LoginCode) -> Result<Login> {
+        let app = self.app(app_id, &[AppKind::MiniProgram])?;
+        let session = self.wechat.code_to_session(app, code).await?;
+        let open_id = OpenId::parse(&session.openid)
+            .map_err(|_| upstream_shape("jscode2session returned a malformed openid"))?;
+        let union_id = match session.unionid.as_deref() {
+            Some(u) => Some(
+                UnionId::parse(u)
+                    .map_err(|_| upstream_shape("jscode2session returned a malformed unionid"))?,
+            ),
+            None => None,
+        };
+        let ttl = Duration::from_secs(self.config.session_ttl_seconds);
+        self.cache
+            .set(
+                &format!("session_key:{}:{}", app.app_id, open_id),
+                session.session_key.expose_secret(),
+                ttl,
+            )
+            .await?;
+        let now = self.clock.now();
+        let linked = store::links::link(
+            &self.db,
+            &Sighting {
+                app,
+                open_id: open_id.as_str(),
+                union_id: union_id.as_ref().map(UnionId::as_str),
+                seen_at: now,
+                subscription: None,
+            },
+        )
+        .await?;
+        let token = new_session_token();
+        let expires_at = now + chrono::Duration::seconds(self.config.session_ttl_seconds as i64);
+        store::sessions::create(
+            &self.db,
+            &sha256_hex(&token),
+            &linked.user.id,
+            &linked.identity.id,
+            &app.app_id,
+            now,
+            expires_at,
+        )
+        .await?;
+        metrics::counter!("wxunion_logins_total", "new_user" => linked.is_new_user.to_string())
+            .increment(1);
+        Ok(Login {
+            session_token: token,
+            expires_at,
+            is_new_user: linked.is_new_user,
+            user: linked.user,
+            identity: linked.identity,
+        })
+    }
+
+    /// `resolveOpenId`: asks `user/info` for an official-account follower's unionid and links
+    /// it. An account bound to no open platform has none: the identity is kept without one.
+    #[tracing::instrument(skip_all, fields(app_id = %app_id))]
+    pub async fn resolve_open_id(
+        &self,
+        app_id: &AppId,
+        open_id: &OpenId,
+    ) -> Result<(User, Identity)> {
+        let app = self.app(app_id, &[AppKind::OfficialAccount])?;
+        let info = self
+            .tokens
+            .with_token(app, |token| {
+                let wechat = self.wechat.clone();
+                let open_id = open_id.as_str().to_owned();
+                async move { wechat.user_info(&token, &open_id).await }
+            })
+            .await?
+            .map_err(|e| match e {
+                CallError::Wechat {
+                    errcode: 40003,
+                    errmsg,
+                } => Error::WechatBadRequest {
+                    errcode: 40003,
+                    errmsg,
+                },
+                other => other.into_error(),
+            })?;
+        let union_id = match info.unionid.as_deref() {
+            Some(u) => Some(
+                UnionId::parse(u)
+                    .map_err(|_| upstream_shape("user/info returned a malformed unionid"))?,
+            ),
+            None => None,
+        };
+        let now = self.clock.now();
+        let linked = store::links::link(
+            &self.db,
+            &Sighting {
+                app,
+                open_id: open_id.as_str(),
+                union_id: union_id.as_ref().map(UnionId::as_str),
+                seen_at: now,
+                subscription: Some((info.subscribe == 1, now.timestamp())),
+            },
+        )
+        .await?;
+        Ok((linked.user, linked.identity))
+    }
+
+    /// Records what a callback event proves (the openid exists, its follow state) and, when
+    /// the unionid is still unknown and the account is bound to an open platform, resolves it.
+    pub async fn record_event(
+        &self,
+        app: &AppConfig,
+        open_id: &OpenId,
+        event_time: i64,
+        subscription: Option<bool>,
+    ) -> Result<()> {
+        let now = self.clock.now();
+        let linked = store::links::link(
+            &self.db,
+            &Sighting {
+                app,
+                open_id: open_id.as_str(),
+                union_id: None,
+                seen_at: now,
+                subscription: subscription.map(|on| (on, event_time)),
+            },
+        )
+        .await?;
+        if linked.identity.union_id.is_none() && app.open_platform.is_some() {
+            let app_id = AppId::parse(&app.app_id)?;
+            self.resolve_open_id(&app_id, open_id).await?;
+        }
+        Ok(())
+    }
+
+    /// `user(unionId)`.
+    pub async fn user_by_union_id(&self, union_id: &UnionId) -> Result<Option<User>> {
+        Ok(store::users::by_union_id(&self.db, union_id.as_str()).await?)
+    }
+
+    /// The user behind a session token, if the session is live.
+    pub async fn session_user(&self, token: &str) -> Result<Option<User>> {
+        let Some(user_id) =
+            store::sessions::user_of(&self.db, &sha256_hex(token), self.clock.now()).await?
+        else {
+            return Ok(None);
+        };
+        Ok(store::users::by_id(&self.db, &user_id).await?)
+    }
+
+    /// A user's identities.
+    pub async fn identities(&self, user_id: &str) -> Result<Vec<Identity>> {
+        Ok(store::users::identities_of(&self.db, user_id).await?)
+    }
+}
+
+fn upstream_shape(detail: &str) -> Error {
+    Error::Upstream {
+        errcode: None,
+        errmsg: None,
+        detail: detail.to_owned(),
+    }
+}
+
+/// 256 random bits, URL-safe: unguessable, and only its SHA-256 is stored.
+fn new_session_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!(
+        "wxs_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
+}

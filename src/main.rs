@@ -1,0 +1,131 @@
+//! The `wxunion` command line: serve (default), migrate, schema, sim, sync-followers.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use wxunion::app::Application;
+use wxunion::config::Config;
+use wxunion::sim::{SimApp, Simulator};
+use wxunion::{graphql, sandbox, store, telemetry};
+
+#[derive(Parser)]
+#[command(
+    name = "wxunion",
+    version,
+    about = "One user identity across all of an organisation's WeChat apps"
+)]
+struct Cli {
+    /// The TOML configuration file (without one, `serve` starts in sandbox mode).
+    #[arg(long, global = true, env = "WXUNION_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply migrations, then serve HTTP (the default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Print the GraphQL SDL.
+    Schema,
+    /// Run the WeChat simulator alone.
+    Sim {
+        /// Where the simulator listens.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: std::net::SocketAddr,
+        /// wxunion's base URL, where follow/message events are posted.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        target: String,
+    },
+    /// Walk an official account's follower list and resolve every follower.
+    SyncFollowers {
+        #[arg(long)]
+        app: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Schema) = cli.command {
+        print!("{}", graphql::sdl());
+        return ExitCode::SUCCESS;
+    }
+    let config = match Config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let db = store::connect(&config.database_url).await?;
+            store::migrate(&db).await?;
+            println!("migrations applied to {}", redact(&config.database_url));
+            Ok(())
+        }
+        Command::Schema => Ok(()),
+        Command::Sim { listen, target } => {
+            let mut config = config;
+            if config.apps.is_empty() {
+                config.apps = sandbox::demo_apps();
+            }
+            let sim =
+                Simulator::spawn(config.apps.iter().map(SimApp::from).collect(), listen).await?;
+            sim.state.set_callback_base(&target);
+            println!(
+                "WeChat simulator on http://{} (control API: GET /sim), posting events to {target}",
+                sim.addr
+            );
+            tokio::signal::ctrl_c().await?;
+            Ok(())
+        }
+        Command::SyncFollowers { app } => wxunion::identity::sync::run(config, &app).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = Application::build(config).await?;
+    let listen = app.local_addr();
+    if let Some(sim) = app.simulator() {
+        println!("{}", sandbox::banner(app.config(), listen, sim.addr));
+    }
+    tracing::info!(%listen, database = %redact(&app.config().database_url), "wxunion serving");
+    app.run_until_stopped(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+}
+
+/// Database URLs may carry a password.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

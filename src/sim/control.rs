@@ -1,0 +1,144 @@
+//! The simulator's control API: what a test, a benchmark or a person in sandbox mode uses to
+//! play the part of WeChat users and of WeChat's bad days. Documented in the README.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::push;
+use super::state::{Fault, SimState};
+
+type S = State<Arc<SimState>>;
+type Reply = Result<Json<Value>, (StatusCode, Json<Value>)>;
+
+pub fn routes() -> Router<Arc<SimState>> {
+    Router::new()
+        .route("/sim", get(help))
+        .route("/sim/code", post(code))
+        .route("/sim/people/{person}", get(person))
+        .route("/sim/faults", post(add_fault))
+        .route("/sim/tokens/invalidate", post(invalidate))
+        .route("/sim/counts", get(counts))
+        .route("/sim/reset", post(reset))
+        .route("/sim/follow", post(push::follow))
+        .route("/sim/unfollow", post(push::unfollow))
+        .route("/sim/scan", post(push::scan))
+        .route("/sim/message", post(push::message))
+}
+
+/// A 4xx with a JSON reason, for control calls that make no sense.
+pub fn bad(status: StatusCode, reason: impl Into<String>) -> (StatusCode, Json<Value>) {
+    (status, Json(json!({ "error": reason.into() })))
+}
+
+async fn help(State(state): S) -> Json<Value> {
+    let apps: Vec<Value> = state
+        .apps
+        .values()
+        .map(|a| json!({ "app_id": a.app_id, "kind": a.kind.as_str(), "open_platform": a.open_platform }))
+        .collect();
+    Json(json!({
+        "apps": apps,
+        "control": [
+            "POST /sim/code {app_id, person} -> {code, openid, unionid}",
+            "GET  /sim/people/{person}",
+            "POST /sim/faults {api, errcode?, errmsg?, delay_ms?, times?}",
+            "POST /sim/tokens/invalidate {app_id}",
+            "GET  /sim/counts",
+            "POST /sim/reset",
+            "POST /sim/follow|unfollow|scan|message {app_id, person, scene?, content?, mode?, target?}",
+        ]
+    }))
+}
+
+#[derive(Deserialize)]
+struct CodeRequest {
+    app_id: String,
+    person: String,
+}
+
+/// Mints a login code, as `wx.login` (or an OAuth redirect) would hand one to the front end.
+async fn code(State(state): S, Json(req): Json<CodeRequest>) -> Reply {
+    if !state.apps.contains_key(&req.app_id) {
+        return Err(bad(StatusCode::NOT_FOUND, format!("no app {}", req.app_id)));
+    }
+    if req.person.is_empty() || req.person.len() > 64 {
+        return Err(bad(
+            StatusCode::BAD_REQUEST,
+            "person must be 1 to 64 characters",
+        ));
+    }
+    let code = state.mint_code(&req.app_id, &req.person);
+    Ok(Json(json!({
+        "code": code,
+        "openid": state.open_id(&req.app_id, &req.person),
+        "unionid": state.union_id(&req.app_id, &req.person),
+    })))
+}
+
+async fn person(State(state): S, Path(person): Path<String>) -> Json<Value> {
+    let mut apps = BTreeMap::new();
+    for app_id in state.apps.keys() {
+        let subscribed = state
+            .world()
+            .follows
+            .get(&(app_id.clone(), person.clone()))
+            .map(|f| f.subscribed);
+        apps.insert(
+            app_id.clone(),
+            json!({
+                "openid": state.open_id(app_id, &person),
+                "unionid": state.union_id(app_id, &person),
+                "subscribed": subscribed,
+            }),
+        );
+    }
+    Json(json!({ "person": person, "apps": apps }))
+}
+
+#[derive(Deserialize)]
+struct FaultRequest {
+    api: String,
+    #[serde(flatten)]
+    fault: Fault,
+}
+
+/// Queues a fault for the next `times` calls of one API (for example `cgi-bin/user/info`).
+async fn add_fault(State(state): S, Json(req): Json<FaultRequest>) -> Json<Value> {
+    let api = req.api.trim_start_matches('/').to_owned();
+    state
+        .world()
+        .faults
+        .entry(api.clone())
+        .or_default()
+        .push_back(req.fault);
+    Json(json!({ "queued": api }))
+}
+
+#[derive(Deserialize)]
+struct AppRequest {
+    app_id: String,
+}
+
+async fn invalidate(State(state): S, Json(req): Json<AppRequest>) -> Json<Value> {
+    Json(json!({ "invalidated": state.invalidate_tokens(&req.app_id) }))
+}
+
+/// Calls per API since start (or the last reset): how tests prove "exactly one token fetch".
+async fn counts(State(state): S) -> Json<Value> {
+    let counts: BTreeMap<String, u64> = state.world().counts.clone().into_iter().collect();
+    Json(json!(counts))
+}
+
+async fn reset(State(state): S) -> Json<Value> {
+    let mut w = state.world();
+    w.counts.clear();
+    w.faults.clear();
+    Json(json!({ "reset": true }))
+}

@@ -1,0 +1,57 @@
+//! Persistence: every SQL statement wxunion runs lives under this module, and it returns
+//! domain types, never entity models, to the layers above.
+
+pub mod jobs;
+pub mod links;
+pub mod sessions;
+pub mod users;
+
+use std::time::Duration;
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqlErr,
+};
+
+/// Opens the pool. SQLite gets a single connection: it has one writer at a time anyway, and
+/// one connection turns "database is locked" races into an orderly queue.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.sqlx_logging(false)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10));
+    if url.starts_with("sqlite:") {
+        opts.max_connections(1).min_connections(1);
+    } else {
+        opts.max_connections(32).min_connections(1);
+    }
+    Database::connect(opts).await
+}
+
+/// Applies every pending migration; safe to run from many instances at start-up on Postgres
+/// because sea-orm runs each migration in a transaction.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}
+
+/// One round trip, for `/readyz`.
+pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
+    db.ping().await
+}
+
+/// Whether a failed transaction is worth running again: a unique-key race lost to a
+/// concurrent writer, or SQLite's busy answer.
+pub fn is_retryable(e: &DbErr) -> bool {
+    if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+        return true;
+    }
+    let s = e.to_string();
+    s.contains("database is locked")
+        || s.contains("could not serialize")
+        || s.contains("deadlock detected")
+}
+
+/// The backend, for the few statements that differ between SQLite and Postgres.
+pub fn backend(db: &impl ConnectionTrait) -> DbBackend {
+    db.get_database_backend()
+}

@@ -1,0 +1,383 @@
+//! The reqwest client for `api.weixin.qq.com` (or the simulator).
+//!
+//! Every call goes through [`WechatClient::call`], which reads WeChat's `errcode` envelope,
+//! counts the call in metrics by API and errcode, and retries a bounded number of times on
+//! the failures that are safe to retry (`-1` system busy, connection and timeout errors).
+//! Secrets travel in query strings, so reqwest errors are always stripped of their URL.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use crate::config::AppConfig;
+use crate::error::Error;
+use crate::identity::LoginCode;
+
+/// Errcodes meaning "this access token is not valid": drop it, refresh once, retry once.
+pub const TOKEN_ERRCODES: [i64; 3] = [40001, 42001, 40014];
+
+/// How many attempts a retryable failure gets in total.
+const ATTEMPTS: u32 = 2;
+
+/// A failed call, before it is turned into a domain error: the token manager needs to see
+/// token errcodes, the login path needs to know whether a timeout preceded a 40163.
+#[derive(Debug, Clone)]
+pub enum CallError {
+    /// WeChat answered with a non-zero errcode.
+    Wechat { errcode: i64, errmsg: String },
+    /// No usable answer: connection refused, timeout, non-JSON body.
+    Transport(String),
+}
+
+impl CallError {
+    /// True when WeChat says the access token used is invalid or expired.
+    pub fn is_token_error(&self) -> bool {
+        matches!(self, CallError::Wechat { errcode, .. } if TOKEN_ERRCODES.contains(errcode))
+    }
+
+    /// The contract's mapping of WeChat failures to client-facing codes.
+    pub fn into_error(self) -> Error {
+        match self {
+            CallError::Wechat { errcode, errmsg } => match errcode {
+                40029 | 40163 | 40028 => Error::InvalidCode { errcode, errmsg },
+                45011 | 45009 => Error::RateLimited {
+                    errcode: Some(errcode),
+                    errmsg: Some(errmsg),
+                },
+                _ => Error::Upstream {
+                    errcode: Some(errcode),
+                    errmsg: Some(errmsg),
+                    detail: format!("WeChat errcode {errcode}"),
+                },
+            },
+            CallError::Transport(detail) => Error::Upstream {
+                errcode: None,
+                errmsg: None,
+                detail,
+            },
+        }
+    }
+}
+
+/// What `sns/jscode2session` returns. The session key stays a secret from here on.
+#[derive(Debug, Deserialize)]
+pub struct CodeSession {
+    pub openid: String,
+    #[serde(default)]
+    pub unionid: Option<String>,
+    pub session_key: SecretString,
+}
+
+/// What `cgi-bin/user/info` returns (the fields wxunion uses).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UserInfo {
+    #[serde(default)]
+    pub subscribe: i64,
+    pub openid: String,
+    #[serde(default)]
+    pub unionid: Option<String>,
+}
+
+/// A token as WeChat issues it.
+#[derive(Debug, Deserialize)]
+pub struct IssuedToken {
+    pub access_token: String,
+    pub expires_in: i64,
+}
+
+/// One page of `cgi-bin/user/get`.
+#[derive(Debug, Deserialize)]
+pub struct FollowerPage {
+    pub total: i64,
+    pub count: i64,
+    #[serde(default)]
+    pub data: Option<FollowerData>,
+    #[serde(default)]
+    pub next_openid: String,
+}
+
+/// The openid list inside a [`FollowerPage`].
+#[derive(Debug, Deserialize)]
+pub struct FollowerData {
+    pub openid: Vec<String>,
+}
+
+/// A cheap-to-clone client bound to one API base URL.
+#[derive(Clone)]
+pub struct WechatClient {
+    http: reqwest::Client,
+    base: String,
+}
+
+enum Body<'a> {
+    None,
+    Json(&'a serde_json::Value),
+}
+
+impl WechatClient {
+    pub fn new(base: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(3)))
+            .pool_max_idle_per_host(64)
+            .build()?;
+        Ok(Self {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    /// One WeChat API call with WeChat's error envelope and the bounded retry.
+    /// Returns the parsed body and whether an earlier attempt timed out.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        api: &'static str,
+        query: &[(&str, &str)],
+        body: Body<'_>,
+    ) -> Result<(T, bool), (CallError, bool)> {
+        let mut timed_out_before = false;
+        let mut last = CallError::Transport("not attempted".into());
+        for attempt in 0..ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            }
+            let url = format!("{}/{api}", self.base);
+            let req = match body {
+                Body::None => self.http.get(url),
+                Body::Json(v) => self.http.post(url).json(v),
+            };
+            let started = std::time::Instant::now();
+            let result = req.query(query).send().await;
+            let outcome = match result {
+                Ok(resp) => match resp.bytes().await {
+                    Ok(bytes) => parse_envelope::<T>(&bytes),
+                    Err(e) => Err(CallError::Transport(e.without_url().to_string())),
+                },
+                Err(e) => {
+                    if e.is_timeout() {
+                        timed_out_before = true;
+                    }
+                    Err(CallError::Transport(e.without_url().to_string()))
+                }
+            };
+            let code = match &outcome {
+                Ok(_) => "0".to_owned(),
+                Err(CallError::Wechat { errcode, .. }) => errcode.to_string(),
+                Err(CallError::Transport(_)) => "transport".to_owned(),
+            };
+            metrics::counter!("wxunion_wechat_calls_total", "api" => api, "errcode" => code)
+                .increment(1);
+            metrics::histogram!("wxunion_wechat_call_seconds", "api" => api)
+                .record(started.elapsed().as_secs_f64());
+            match outcome {
+                Ok(v) => return Ok((v, timed_out_before)),
+                Err(e @ CallError::Wechat { errcode: -1, .. })
+                | Err(e @ CallError::Transport(_)) => {
+                    tracing::warn!(api, attempt, error = ?e, "WeChat call failed, may retry");
+                    last = e;
+                }
+                Err(e) => return Err((e, timed_out_before)),
+            }
+        }
+        Err((last, timed_out_before))
+    }
+
+    /// `sns/jscode2session`: a mini program's `wx.login` code → openid, unionid, session key.
+    #[tracing::instrument(skip_all, fields(app_id = %app.app_id))]
+    pub async fn code_to_session(
+        &self,
+        app: &AppConfig,
+        code: &LoginCode,
+    ) -> Result<CodeSession, Error> {
+        let query = [
+            ("appid", app.app_id.as_str()),
+            ("secret", app.secret.expose_secret()),
+            ("js_code", code.as_str()),
+            ("grant_type", "authorization_code"),
+        ];
+        match self.call("sns/jscode2session", &query, Body::None).await {
+            Ok((s, _)) => Ok(s),
+            // A 40163 right after our own timed-out attempt most likely means our first request
+            // did reach WeChat and used the code: that is WeChat's failure, not the client's.
+            Err((
+                CallError::Wechat {
+                    errcode: 40163,
+                    errmsg,
+                },
+                true,
+            )) => Err(Error::Upstream {
+                errcode: Some(40163),
+                errmsg: Some(errmsg),
+                detail: "code used by an attempt that timed out".into(),
+            }),
+            Err((e, _)) => Err(e.into_error()),
+        }
+    }
+
+    /// `cgi-bin/token` (classic) or `cgi-bin/stable_token`, as the app is configured.
+    #[tracing::instrument(skip_all, fields(app_id = %app.app_id, force_refresh))]
+    pub async fn fetch_token(
+        &self,
+        app: &AppConfig,
+        force_refresh: bool,
+    ) -> Result<IssuedToken, CallError> {
+        let result = match app.token_endpoint {
+            crate::config::TokenEndpoint::Classic => {
+                let query = [
+                    ("grant_type", "client_credential"),
+                    ("appid", app.app_id.as_str()),
+                    ("secret", app.secret.expose_secret()),
+                ];
+                self.call("cgi-bin/token", &query, Body::None).await
+            }
+            crate::config::TokenEndpoint::Stable => {
+                let body = serde_json::json!({
+                    "grant_type": "client_credential",
+                    "appid": app.app_id,
+                    "secret": app.secret.expose_secret(),
+                    "force_refresh": force_refresh,
+                });
+                self.call("cgi-bin/stable_token", &[], Body::Json(&body))
+                    .await
+            }
+        };
+        result.map(|(t, _)| t).map_err(|(e, _)| e)
+    }
+
+    /// `cgi-bin/user/info`: an official-account follower's openid → subscription and unionid.
+    pub async fn user_info(
+        &self,
+        access_token: &str,
+        open_id: &str,
+    ) -> Result<UserInfo, CallError> {
+        let query = [
+            ("access_token", access_token),
+            ("openid", open_id),
+            ("lang", "zh_CN"),
+        ];
+        self.call("cgi-bin/user/info", &query, Body::None)
+            .await
+            .map(|(u, _)| u)
+            .map_err(|(e, _)| e)
+    }
+
+    /// `cgi-bin/user/get`: one page (up to 10 000) of an official account's follower openids.
+    pub async fn user_get(
+        &self,
+        access_token: &str,
+        next_openid: &str,
+    ) -> Result<FollowerPage, CallError> {
+        let query = [("access_token", access_token), ("next_openid", next_openid)];
+        self.call("cgi-bin/user/get", &query, Body::None)
+            .await
+            .map(|(p, _)| p)
+            .map_err(|(e, _)| e)
+    }
+}
+
+#[derive(Deserialize)]
+struct BatchInfo {
+    user_info_list: Vec<UserInfo>,
+}
+
+impl WechatClient {
+    /// `cgi-bin/user/info/batchget`: up to 100 followers in one call.
+    pub async fn user_info_batch(
+        &self,
+        access_token: &str,
+        open_ids: &[String],
+    ) -> Result<Vec<UserInfo>, CallError> {
+        let body = serde_json::json!({
+            "user_list": open_ids.iter().map(|o| serde_json::json!({ "openid": o, "lang": "zh_CN" })).collect::<Vec<_>>(),
+        });
+        self.call::<BatchInfo>(
+            "cgi-bin/user/info/batchget",
+            &[("access_token", access_token)],
+            Body::Json(&body),
+        )
+        .await
+        .map(|(b, _)| b.user_info_list)
+        .map_err(|(e, _)| e)
+    }
+}
+
+/// Reads WeChat's envelope: a non-zero `errcode` is an error whatever else the body holds.
+fn parse_envelope<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CallError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|_| CallError::Transport("WeChat answered with a body that is not JSON".into()))?;
+    let errcode = value
+        .get("errcode")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(0);
+    if errcode != 0 {
+        let errmsg = value
+            .get("errmsg")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        return Err(CallError::Wechat { errcode, errmsg });
+    }
+    serde_json::from_value(value)
+        .map_err(|e| CallError::Transport(format!("unexpected WeChat response shape: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errcodes_map_to_the_contract_codes() {
+        let w = |errcode| {
+            CallError::Wechat {
+                errcode,
+                errmsg: "m".into(),
+            }
+            .into_error()
+        };
+        assert!(matches!(
+            w(40029),
+            Error::InvalidCode { errcode: 40029, .. }
+        ));
+        assert!(matches!(
+            w(40163),
+            Error::InvalidCode { errcode: 40163, .. }
+        ));
+        assert!(matches!(
+            w(45011),
+            Error::RateLimited {
+                errcode: Some(45011),
+                ..
+            }
+        ));
+        assert!(matches!(
+            w(-1),
+            Error::Upstream {
+                errcode: Some(-1),
+                ..
+            }
+        ));
+        assert!(matches!(
+            CallError::Transport("t".into()).into_error(),
+            Error::Upstream { errcode: None, .. }
+        ));
+    }
+
+    #[test]
+    fn envelope_with_errcode_is_an_error_even_with_other_fields() {
+        let r: Result<UserInfo, _> =
+            parse_envelope(br#"{"errcode":40003,"errmsg":"invalid openid","openid":"x"}"#);
+        assert!(matches!(r, Err(CallError::Wechat { errcode: 40003, .. })));
+        let ok: UserInfo =
+            parse_envelope(br#"{"subscribe":1,"openid":"o1","unionid":"u1"}"#).unwrap();
+        assert_eq!(ok.unionid.as_deref(), Some("u1"));
+    }
+
+    #[test]
+    fn session_key_is_not_printed_by_debug() {
+        let s: CodeSession =
+            parse_envelope(br#"{"openid":"o","session_key":"c2VjcmV0LWtleQ=="}"#).unwrap();
+        assert!(!format!("{s:?}").contains("c2VjcmV0LWtleQ"));
+    }
+}

@@ -1,0 +1,10 @@
+//! Everything that speaks WeChat's wire format: the HTTP API client, the shared access-token
+//! manager, the message crypto and the callback XML.
+
+pub mod client;
+pub mod crypto;
+pub mod message;
+pub mod token;
+
+pub use client::{CallError, CodeSession, UserInfo, WechatClient};
+pub use token::AccessTokens;
