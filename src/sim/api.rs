@@ -83,9 +83,11 @@ async fn jscode2session(State(state): S, Query(q): Q) -> Json<Value> {
         Ok(p) => p,
         Err(r) => return r,
     };
+    let key = session_key(app_id, &person);
+    state.world().session_keys.push(key.clone());
     let mut body = json!({
         "openid": state.open_id(app_id, &person),
-        "session_key": session_key(app_id, &person),
+        "session_key": key,
     });
     if let Some(u) = state.union_id(app_id, &person) {
         body["unionid"] = Value::String(u);

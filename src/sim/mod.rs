@@ -14,7 +14,7 @@ use std::sync::Arc;
 use axum::Router;
 use tokio::net::TcpListener;
 
-pub use state::{SimApp, SimState};
+pub use state::{Fault, Follow, SimApp, SimState};
 
 /// A running simulator.
 #[derive(Clone)]

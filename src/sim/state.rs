@@ -103,6 +103,8 @@ pub struct World {
     pub follows: HashMap<(String, String), Follow>,
     pub faults: HashMap<String, VecDeque<Fault>>,
     pub counts: HashMap<String, u64>,
+    /// Every session_key handed out, so tests can prove none of them leaks.
+    pub session_keys: Vec<String>,
     pub next_msg_id: u64,
 }
 

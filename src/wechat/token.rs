@@ -63,6 +63,11 @@ impl AccessTokens {
         let token = self.get(app).await?;
         match call(token.clone()).await {
             Err(e) if e.is_token_error() => {
+                // Past the cap, keep the (failing) token cached: dropping it would make every
+                // later call fetch a new one, which is the quota burn the cap exists to stop.
+                if self.forced_refreshes(app).await? >= self.max_forced_per_hour {
+                    return Err(capped(app));
+                }
                 tracing::info!(app_id = %app.app_id, error = ?e, "access token rejected; refreshing");
                 self.cache.delete_if_equals(&Self::key(app), &token).await?;
                 let fresh = self.obtain(app, Some(&token)).await?;
@@ -70,6 +75,19 @@ impl AccessTokens {
             }
             other => Ok(other),
         }
+    }
+
+    async fn forced_refreshes(&self, app: &AppConfig) -> Result<i64> {
+        Ok(self
+            .cache
+            .get(&Self::forced_key(app))
+            .await?
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
+    }
+
+    fn forced_key(app: &AppConfig) -> String {
+        format!("token-forced:{}", app.app_id)
     }
 
     async fn obtain(&self, app: &AppConfig, failed: Option<&str>) -> Result<String> {
@@ -148,5 +166,13 @@ impl AccessTokens {
         metrics::counter!("wxunion_access_token_refreshes_total", "forced" => failed.is_some().to_string())
             .increment(1);
         Ok(issued.access_token)
+    }
+}
+
+fn capped(app: &AppConfig) -> Error {
+    tracing::error!(app_id = %app.app_id, "forced access-token refresh cap reached; check the app secret");
+    Error::RateLimited {
+        errcode: None,
+        errmsg: Some("forced access-token refreshes capped for this hour".into()),
     }
 }

@@ -1,0 +1,364 @@
+//! `spawn_app()`: a real wxunion on a random port, its own fresh Postgres database (or SQLite
+//! file), its own Redis key prefix, and its own in-process WeChat simulator.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use wxunion::app::Application;
+use wxunion::clock::OffsetClock;
+use wxunion::config::Config;
+use wxunion::sim::{SimApp, Simulator};
+
+pub const MP1: &str = "wx1000000000000001";
+pub const MP2: &str = "wx1000000000000002";
+pub const MP3: &str = "wx1000000000000003";
+pub const MP_OTHER: &str = "wx3000000000000001";
+pub const OA: &str = "wx2000000000000001";
+pub const OA_CLASSIC: &str = "wx2000000000000002";
+pub const OA_UNBOUND: &str = "wx4000000000000001";
+pub const OA_TOKEN: &str = "test-callback-token";
+pub const OA_AES_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+pub const API_KEY: &str = "test-service-key-0123456789";
+
+pub const APPS_TOML: &str = r#"
+[[api_keys]]
+name = "tests"
+key = "test-service-key-0123456789"
+
+[[apps]]
+app_id = "wx1000000000000001"
+secret = "secret-mp1"
+kind = "mini_program"
+open_platform = "acme"
+
+[[apps]]
+app_id = "wx1000000000000002"
+secret = "secret-mp2"
+kind = "mini_program"
+open_platform = "acme"
+
+[[apps]]
+app_id = "wx1000000000000003"
+secret = "secret-mp3"
+kind = "mini_program"
+open_platform = "acme"
+
+[[apps]]
+app_id = "wx3000000000000001"
+secret = "secret-other"
+kind = "mini_program"
+open_platform = "globex"
+
+[[apps]]
+app_id = "wx2000000000000001"
+secret = "secret-oa"
+kind = "official_account"
+open_platform = "acme"
+token = "test-callback-token"
+encoding_aes_key = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+
+[[apps]]
+app_id = "wx2000000000000002"
+secret = "secret-oa-classic"
+kind = "official_account"
+open_platform = "acme"
+token = "test-callback-token"
+token_endpoint = "classic"
+
+[[apps]]
+app_id = "wx4000000000000001"
+secret = "secret-oa-unbound"
+kind = "official_account"
+token = "test-callback-token"
+"#;
+
+/// Which database a test app runs on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Db {
+    Postgres,
+    Sqlite,
+}
+
+/// Options for `spawn_with`.
+pub struct Options {
+    pub db: Db,
+    /// Extra TOML put before the apps (top-level keys).
+    pub extra: String,
+    /// Share the database and Redis prefix of an existing app (multi-instance tests).
+    pub share: Option<(String, String)>,
+    /// Use this simulator instead of a new one.
+    pub sim: Option<Simulator>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            db: Db::Postgres,
+            extra: String::new(),
+            share: None,
+            sim: None,
+        }
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub sim: Simulator,
+    pub database_url: String,
+    pub redis_prefix: String,
+    pub clock: OffsetClock,
+    pub http: reqwest::Client,
+    pub config: Config,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _tmp: tempfile::TempDir,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_with(Options::default()).await
+}
+
+/// Creates a uniquely named, empty Postgres database and returns its URL.
+pub async fn fresh_postgres() -> String {
+    use sea_orm::ConnectionTrait;
+    let name = format!("wxunion_test_{}", uuid::Uuid::new_v4().simple());
+    let admin = sea_orm::Database::connect("postgres://postgres@127.0.0.1:5432/postgres")
+        .await
+        .expect("PostgreSQL must run on 127.0.0.1:5432 for the tests");
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    format!("postgres://postgres@127.0.0.1:5432/{name}")
+}
+
+/// Loads `text` through the real configuration loader.
+pub fn load_config(dir: &std::path::Path, text: &str) -> Config {
+    let path = dir.join("wxunion.toml");
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    Config::load(Some(&path), Vec::new()).unwrap()
+}
+
+pub fn sim_apps(config: &Config) -> Vec<SimApp> {
+    config.apps.iter().map(SimApp::from).collect()
+}
+
+pub async fn spawn_with(opts: Options) -> TestApp {
+    let tmp = tempfile::tempdir().unwrap();
+    let (database_url, redis_prefix) = match opts.share {
+        Some(shared) => shared,
+        None => {
+            let url = match opts.db {
+                Db::Postgres => fresh_postgres().await,
+                Db::Sqlite => format!(
+                    "sqlite://{}?mode=rwc",
+                    tmp.path().join("wxunion.db").display()
+                ),
+            };
+            (
+                url,
+                format!("wxunion-test-{}:", uuid::Uuid::new_v4().simple()),
+            )
+        }
+    };
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\nredis_url = \"redis://127.0.0.1:6379\"\n\
+         redis_prefix = \"{redis_prefix}\"\nwechat_api_base = \"http://127.0.0.1:1\"\n{}\n{APPS_TOML}",
+        opts.extra
+    );
+    let mut config = load_config(tmp.path(), &text);
+    let sim = match opts.sim {
+        Some(sim) => sim,
+        None => Simulator::spawn(sim_apps(&config), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap(),
+    };
+    config.wechat_api_base = sim.base_url();
+    let clock = OffsetClock::default();
+    let app = Application::build_with_clock(config.clone(), Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let addr = app.local_addr();
+    sim.state.set_callback_base(&format!("http://{addr}"));
+    let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp {
+        addr,
+        sim,
+        database_url,
+        redis_prefix,
+        clock,
+        http: reqwest::Client::new(),
+        config,
+        server,
+        _tmp: tmp,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn sim_url(&self, path: &str) -> String {
+        format!("{}{path}", self.sim.base_url())
+    }
+
+    /// Runs a GraphQL operation; returns the whole JSON response.
+    pub async fn graphql(&self, query: &str, variables: Value, bearer: Option<&str>) -> Value {
+        let mut req = self
+            .http
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.unwrap();
+        assert!(
+            resp.status().is_success(),
+            "graphql status {}",
+            resp.status()
+        );
+        resp.json().await.unwrap()
+    }
+
+    /// Asks the simulator for a login code, as `wx.login` would give one.
+    pub async fn mint_code(&self, app_id: &str, person: &str) -> String {
+        let v: Value = self
+            .http
+            .post(self.sim_url("/sim/code"))
+            .json(&json!({ "app_id": app_id, "person": person }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["code"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn login_with_code(&self, app_id: &str, code: &str) -> Value {
+        self.graphql(LOGIN, json!({ "appId": app_id, "code": code }), None)
+            .await
+    }
+
+    /// Mints a code and logs in; panics unless the login succeeded.
+    pub async fn login(&self, app_id: &str, person: &str) -> Value {
+        let code = self.mint_code(app_id, person).await;
+        let v = self.login_with_code(app_id, &code).await;
+        assert!(v["errors"].is_null(), "login failed: {v}");
+        v["data"]["loginWithCode"].clone()
+    }
+
+    pub async fn user(&self, union_id: &str, bearer: Option<&str>) -> Value {
+        self.graphql(USER, json!({ "unionId": union_id }), bearer)
+            .await
+    }
+
+    pub async fn resolve(&self, app_id: &str, open_id: &str, bearer: Option<&str>) -> Value {
+        self.graphql(
+            RESOLVE,
+            json!({ "appId": app_id, "openId": open_id }),
+            bearer,
+        )
+        .await
+    }
+
+    /// Posts a simulator control call (follow, unfollow, message, faults, ...).
+    pub async fn sim_post(&self, path: &str, body: Value) -> Value {
+        let resp = self
+            .http
+            .post(self.sim_url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "sim {path}: {}", resp.status());
+        resp.json().await.unwrap()
+    }
+
+    pub async fn sim_counts(&self) -> Value {
+        self.http
+            .get(self.sim_url("/sim/counts"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// A second connection to this app's database, for assertions on what was stored.
+    pub async fn db(&self) -> sea_orm::DatabaseConnection {
+        wxunion::store::connect(&self.database_url).await.unwrap()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        use sea_orm::{ConnectionTrait, Statement};
+        let db = self.db().await;
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                sql.to_owned(),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        let n: i64 = row.try_get_by_index(0).unwrap();
+        db.close().await.unwrap();
+        n
+    }
+}
+
+/// The code of the first GraphQL error, if any.
+pub fn error_code(v: &Value) -> Option<&str> {
+    v["errors"][0]["extensions"]["code"].as_str()
+}
+
+/// Polls `check` until it returns Some or the deadline passes.
+pub async fn eventually<T, F, Fut>(seconds: u64, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "condition not met within {seconds}s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+pub const LOGIN: &str = "mutation($appId: String!, $code: String!) {
+  loginWithCode(appId: $appId, code: $code) {
+    sessionToken expiresAt isNewUser
+    user { id unionId createdAt identities { appId appKind openId unionId subscribed firstSeenAt lastSeenAt } }
+    identity { appId appKind openId unionId }
+  }
+}";
+
+pub const USER: &str = "query($unionId: String!) {
+  user(unionId: $unionId) { id unionId identities { appId appKind openId unionId subscribed } }
+}";
+
+pub const ME: &str = "{ me { id unionId identities { appId openId } } }";
+
+pub const RESOLVE: &str = "mutation($appId: String!, $openId: String!) {
+  resolveOpenId(appId: $appId, openId: $openId) {
+    user { id unionId identities { appId openId } }
+    identity { appId appKind openId unionId subscribed }
+  }
+}";

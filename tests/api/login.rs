@@ -1,0 +1,291 @@
+//! `loginWithCode` for mini programs, end to end through the simulator.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+async fn first_login_creates_a_user_with_the_unionid(db: Db) {
+    let app = spawn_with(Options {
+        db,
+        ..Options::default()
+    })
+    .await;
+    let login = app.login(MP1, "alice").await;
+    let person: Value = app
+        .http
+        .get(app.sim_url("/sim/people/alice"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(login["isNewUser"], true);
+    assert_eq!(login["user"]["unionId"], person["apps"][MP1]["unionid"]);
+    assert_eq!(login["identity"]["openId"], person["apps"][MP1]["openid"]);
+    assert_eq!(login["identity"]["appKind"], "MINI_PROGRAM");
+    assert_eq!(login["user"]["identities"].as_array().unwrap().len(), 1);
+    assert!(login["sessionToken"].as_str().unwrap().len() > 40);
+    assert_eq!(app.count("SELECT COUNT(*) FROM users").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 1);
+}
+
+#[tokio::test]
+async fn first_login_creates_a_user_with_the_unionid_on_postgres() {
+    first_login_creates_a_user_with_the_unionid(Db::Postgres).await;
+}
+
+#[tokio::test]
+async fn first_login_creates_a_user_with_the_unionid_on_sqlite() {
+    first_login_creates_a_user_with_the_unionid(Db::Sqlite).await;
+}
+
+async fn same_person_in_a_second_app_is_the_same_user(db: Db) {
+    let app = spawn_with(Options {
+        db,
+        ..Options::default()
+    })
+    .await;
+    let first = app.login(MP1, "bob").await;
+    let second = app.login(MP2, "bob").await;
+    assert_eq!(second["isNewUser"], false);
+    assert_eq!(first["user"]["id"], second["user"]["id"]);
+    let apps: Vec<&str> = second["user"]["identities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["appId"].as_str().unwrap())
+        .collect();
+    assert_eq!(apps, vec![MP1, MP2]);
+    assert_ne!(first["identity"]["openId"], second["identity"]["openId"]);
+    // Logging in again from the first app is still the same identity.
+    let again = app.login(MP1, "bob").await;
+    assert_eq!(again["isNewUser"], false);
+    assert_eq!(again["identity"]["openId"], first["identity"]["openId"]);
+    assert_eq!(app.count("SELECT COUNT(*) FROM identities").await, 2);
+}
+
+#[tokio::test]
+async fn same_person_in_a_second_app_is_the_same_user_on_postgres() {
+    same_person_in_a_second_app_is_the_same_user(Db::Postgres).await;
+}
+
+#[tokio::test]
+async fn same_person_in_a_second_app_is_the_same_user_on_sqlite() {
+    same_person_in_a_second_app_is_the_same_user(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn same_person_under_another_open_platform_is_another_user() {
+    let app = spawn_app().await;
+    let acme = app.login(MP1, "carol").await;
+    let globex = app.login(MP_OTHER, "carol").await;
+    assert_eq!(globex["isNewUser"], true);
+    assert_ne!(acme["user"]["id"], globex["user"]["id"]);
+    assert_ne!(acme["user"]["unionId"], globex["user"]["unionId"]);
+}
+
+#[tokio::test]
+async fn a_reused_code_is_invalid_code_with_errcode_40163() {
+    let app = spawn_app().await;
+    let code = app.mint_code(MP1, "dave").await;
+    assert!(app.login_with_code(MP1, &code).await["errors"].is_null());
+    let v = app.login_with_code(MP1, &code).await;
+    assert_eq!(error_code(&v), Some("INVALID_CODE"));
+    assert_eq!(v["errors"][0]["extensions"]["wechatErrcode"], 40163);
+    assert!(
+        v["errors"][0]["extensions"]["wechatErrmsg"]
+            .as_str()
+            .unwrap()
+            .contains("code been used")
+    );
+}
+
+#[tokio::test]
+async fn a_made_up_code_is_invalid_code_with_errcode_40029() {
+    let app = spawn_app().await;
+    let v = app.login_with_code(MP1, "0a1b2c3d4e5f").await;
+    assert_eq!(error_code(&v), Some("INVALID_CODE"));
+    assert_eq!(v["errors"][0]["extensions"]["wechatErrcode"], 40029);
+}
+
+#[tokio::test]
+async fn an_unconfigured_or_wrong_kind_app_is_unknown_app() {
+    let app = spawn_app().await;
+    let v = app.login_with_code("wx9999999999999999", "somecode").await;
+    assert_eq!(error_code(&v), Some("UNKNOWN_APP"));
+    // An official account is configured, but not for mini-program login.
+    let v = app.login_with_code(OA, "somecode").await;
+    assert_eq!(error_code(&v), Some("UNKNOWN_APP"));
+    assert_eq!(app.sim_counts().await.get("sns/jscode2session"), None);
+}
+
+#[tokio::test]
+async fn malformed_arguments_are_bad_request_and_reach_no_one() {
+    let app = spawn_app().await;
+    for (app_id, code) in [
+        (MP1, ""),
+        (MP1, "   "),
+        ("not-an-appid", "abc"),
+        (MP1, "a\u{0}b"),
+    ] {
+        let v = app.login_with_code(app_id, code).await;
+        assert_eq!(
+            error_code(&v),
+            Some("BAD_REQUEST"),
+            "{app_id:?} {code:?}: {v}"
+        );
+    }
+    // A missing argument is rejected by GraphQL validation, also as BAD_REQUEST.
+    let v = app
+        .graphql(
+            "mutation { loginWithCode(appId: \"wx1000000000000001\") { sessionToken } }",
+            json!({}),
+            None,
+        )
+        .await;
+    assert_eq!(error_code(&v), Some("BAD_REQUEST"));
+    assert_eq!(app.sim_counts().await.get("sns/jscode2session"), None);
+    assert_eq!(app.count("SELECT COUNT(*) FROM users").await, 0);
+}
+
+#[tokio::test]
+async fn wechat_rate_limit_is_rate_limited() {
+    let app = spawn_app().await;
+    app.sim_post("/sim/faults", json!({ "api": "sns/jscode2session", "errcode": 45011, "errmsg": "api minute-quota reach limit" }))
+        .await;
+    let code = app.mint_code(MP1, "erin").await;
+    let v = app.login_with_code(MP1, &code).await;
+    assert_eq!(error_code(&v), Some("RATE_LIMITED"));
+    assert_eq!(v["errors"][0]["extensions"]["wechatErrcode"], 45011);
+}
+
+#[tokio::test]
+async fn a_busy_wechat_is_retried_once_then_upstream_error() {
+    let app = spawn_app().await;
+    // One -1 is absorbed by the retry.
+    app.sim_post(
+        "/sim/faults",
+        json!({ "api": "sns/jscode2session", "errcode": -1, "errmsg": "system error" }),
+    )
+    .await;
+    let code = app.mint_code(MP1, "frank").await;
+    assert!(app.login_with_code(MP1, &code).await["errors"].is_null());
+    // Two in a row exhaust it.
+    app.sim_post(
+        "/sim/faults",
+        json!({ "api": "sns/jscode2session", "errcode": -1, "times": 2 }),
+    )
+    .await;
+    let code = app.mint_code(MP1, "frank").await;
+    let v = app.login_with_code(MP1, &code).await;
+    assert_eq!(error_code(&v), Some("UPSTREAM_ERROR"));
+    assert_eq!(v["errors"][0]["extensions"]["wechatErrcode"], -1);
+    assert_eq!(app.sim_counts().await["sns/jscode2session"], 4);
+}
+
+#[tokio::test]
+async fn a_wrong_app_secret_is_an_upstream_error_without_the_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A simulator that knows MP1 under another secret.
+    let mut config = load_config(tmp.path(), APPS_TOML);
+    for a in &mut config.apps {
+        a.secret = "the-real-secret".to_owned().into();
+    }
+    let sim = wxunion::sim::Simulator::spawn(sim_apps(&config), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let other = spawn_with(Options {
+        sim: Some(sim),
+        ..Options::default()
+    })
+    .await;
+    let code = other.mint_code(MP1, "gina").await;
+    let v = other.login_with_code(MP1, &code).await;
+    assert_eq!(error_code(&v), Some("UPSTREAM_ERROR"));
+    assert_eq!(v["errors"][0]["extensions"]["wechatErrcode"], 40125);
+    assert!(!v.to_string().contains("secret-mp1"));
+}
+
+#[tokio::test]
+async fn the_session_key_never_leaves_the_server_but_is_kept_in_the_cache() {
+    let app = spawn_app().await;
+    let code = app.mint_code(MP1, "hank").await;
+    let login = app.login_with_code(MP1, &code).await;
+    let token = login["data"]["loginWithCode"]["sessionToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let open_id = login["data"]["loginWithCode"]["identity"]["openId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let union_id = login["data"]["loginWithCode"]["user"]["unionId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let me = app.graphql(ME, json!({}), Some(&token)).await;
+    let user = app.user(&union_id, Some(API_KEY)).await;
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let keys = app.sim.state.world().session_keys.clone();
+    assert_eq!(keys.len(), 1);
+    for body in [login.to_string(), me.to_string(), user.to_string(), metrics] {
+        assert!(!body.contains(&keys[0]), "session_key leaked: {body}");
+        assert!(!body.contains("session_key") && !body.contains("sessionKey"));
+    }
+    let mut redis = redis::Client::open("redis://127.0.0.1:6379")
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let cached: Option<String> = redis::cmd("GET")
+        .arg(format!("{}session_key:{MP1}:{open_id}", app.redis_prefix))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(cached.as_deref(), Some(keys[0].as_str()));
+}
+
+#[tokio::test]
+async fn fifty_concurrent_first_logins_over_three_apps_make_one_user() {
+    let app = spawn_app().await;
+    let apps = [MP1, MP2, MP3];
+    let mut codes = Vec::new();
+    for i in 0..50 {
+        let app_id = apps[i % 3];
+        codes.push((app_id, app.mint_code(app_id, "ivy").await));
+    }
+    let logins = futures::future::join_all(
+        codes
+            .iter()
+            .map(|(app_id, code)| app.login_with_code(app_id, code)),
+    )
+    .await;
+    let mut user_ids = std::collections::HashSet::new();
+    let mut new_users = 0;
+    for v in &logins {
+        assert!(v["errors"].is_null(), "{v}");
+        user_ids.insert(
+            v["data"]["loginWithCode"]["user"]["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+        if v["data"]["loginWithCode"]["isNewUser"] == true {
+            new_users += 1;
+        }
+    }
+    assert_eq!(user_ids.len(), 1, "one person must be one user");
+    assert_eq!(new_users, 1, "exactly one login created the user");
+    assert_eq!(app.count("SELECT COUNT(*) FROM users").await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM identities").await, 3);
+    assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 50);
+}

@@ -1,0 +1,14 @@
+//! wxunion's integration tests: one binary, each test with its own server, database, Redis
+//! prefix and WeChat simulator. PostgreSQL (127.0.0.1:5432) and Redis (127.0.0.1:6379) must
+//! be running; `.ci/run` starts them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod auth;
+mod callback;
+mod cli;
+mod helpers;
+mod login;
+mod ops;
+mod resolve;
+mod tokens;

@@ -1,0 +1,68 @@
+//! `/healthz`, `/readyz`, `/metrics`.
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn healthz_and_readyz_answer_when_all_is_well() {
+    let app = spawn_app().await;
+    let h = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(h.status(), 200);
+    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["database"], "ok");
+    assert_eq!(body["cache"], "ok");
+    assert_eq!(body["cache_kind"], "redis");
+}
+
+#[tokio::test]
+async fn readyz_fails_when_the_database_is_unreachable() {
+    use sea_orm::ConnectionTrait;
+    let app = spawn_app().await;
+    assert_eq!(
+        app.http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let name = app.database_url.rsplit('/').next().unwrap().to_owned();
+    let admin = sea_orm::Database::connect("postgres://postgres@127.0.0.1:5432/postgres")
+        .await
+        .unwrap();
+    admin
+        .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .await
+        .unwrap();
+    let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["database"], "unreachable");
+    assert_eq!(body["cache"], "ok");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_and_wechat_calls() {
+    let app = spawn_app().await;
+    app.login(MP1, "mia").await;
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("wxunion_http_requests_total{route=\"/graphql\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("wxunion_wechat_calls_total{api=\"sns/jscode2session\",errcode=\"0\"}"),
+        "{text}"
+    );
+    assert!(text.contains("wxunion_graphql_requests_total"), "{text}");
+}
