@@ -77,6 +77,9 @@ pub struct AppConfig {
     pub encoding_aes_key: Option<SecretString>,
     #[serde(default)]
     pub token_endpoint: TokenEndpoint,
+    /// Official accounts: a text sent back to every new follower (encrypted in safe mode).
+    #[serde(default)]
+    pub subscribe_reply: Option<String>,
 }
 
 impl AppConfig {
@@ -126,6 +129,8 @@ struct RawConfig {
     #[serde(default)]
     database_url: Option<String>,
     #[serde(default)]
+    database_max_connections: Option<u64>,
+    #[serde(default)]
     redis_url: Option<String>,
     #[serde(default)]
     redis_prefix: Option<String>,
@@ -158,6 +163,8 @@ struct RawConfig {
 pub struct Config {
     pub listen: SocketAddr,
     pub database_url: String,
+    /// Pool size per instance on PostgreSQL (SQLite always uses one connection).
+    pub database_max_connections: u32,
     pub redis_url: Option<String>,
     pub redis_prefix: String,
     pub wechat_api_base: String,
@@ -188,6 +195,7 @@ pub struct ConfigError {
 const SCALAR_KEYS: &[(&str, ScalarKind)] = &[
     ("listen", ScalarKind::Str),
     ("database_url", ScalarKind::Str),
+    ("database_max_connections", ScalarKind::Int),
     ("redis_url", ScalarKind::Str),
     ("redis_prefix", ScalarKind::Str),
     ("wechat_api_base", ScalarKind::Str),
@@ -456,6 +464,12 @@ fn validate(
     Ok(Config {
         listen,
         database_url,
+        database_max_connections: positive(
+            "database_max_connections",
+            raw.database_max_connections,
+            16,
+        )?
+        .min(1000) as u32,
         redis_url: raw.redis_url,
         redis_prefix: raw.redis_prefix.unwrap_or_else(|| "wxunion:".to_owned()),
         wechat_api_base: wechat_api_base.trim_end_matches('/').to_owned(),

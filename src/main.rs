@@ -81,7 +81,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config).await,
         Command::Migrate => {
-            let db = store::connect(&config.database_url).await?;
+            let db = store::connect(&config.database_url, config.database_max_connections).await?;
             store::migrate(&db).await?;
             println!("migrations applied to {}", redact(&config.database_url));
             Ok(())

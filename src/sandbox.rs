@@ -24,6 +24,9 @@ fn app(app_id: &str, kind: AppKind, platform: &str, oa: bool) -> AppConfig {
         encoding_aes_key: oa
             .then(|| SecretString::from("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")),
         token_endpoint: TokenEndpoint::Stable,
+        subscribe_reply: oa.then(|| {
+            "Welcome! This account shares one identity with the acme mini programs.".to_owned()
+        }),
     }
 }
 

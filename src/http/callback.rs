@@ -81,6 +81,15 @@ pub async fn receive(
         return reject(StatusCode::BAD_REQUEST, "body is not UTF-8");
     };
     let encrypted = q.get("encrypt_type").is_some_and(|t| t == "aes");
+    // An account with an EncodingAESKey is in compatible or safe mode, where WeChat always
+    // encrypts. A plaintext body would be authenticated by nothing but a replayable
+    // signature, so it is refused.
+    if !encrypted && app.encoding_aes_key.is_some() {
+        return reject(
+            StatusCode::BAD_REQUEST,
+            "this account expects encrypted messages",
+        );
+    }
     let plain: std::borrow::Cow<'_, str> = if encrypted {
         match decrypt(app, &q, body) {
             Ok(p) => p.into(),
@@ -125,14 +134,53 @@ pub async fn receive(
         })
         .await;
     match recorded {
-        // Nothing to say back: WeChat takes `success` in every mode, and it stops retries.
-        Ok(()) => "success".into_response(),
+        Ok(()) => match (&app.subscribe_reply, subscribed) {
+            (Some(text), Some(true)) => reply(app, &q, &msg, text, encrypted),
+            // Nothing to say back: WeChat takes `success` in every mode, and it stops retries.
+            _ => "success".into_response(),
+        },
         // Not recorded, so not acknowledged: WeChat will retry.
         Err(_) => reject(
             StatusCode::SERVICE_UNAVAILABLE,
             "could not record the event",
         ),
     }
+}
+
+/// A passive text reply, encrypted and signed with the request's timestamp and nonce when
+/// the message came encrypted.
+fn reply(
+    app: &AppConfig,
+    q: &HashMap<String, String>,
+    msg: &message::Message,
+    text: &str,
+    encrypted: bool,
+) -> Response {
+    let now = chrono::Utc::now().timestamp();
+    let xml = message::reply_text_xml(&msg.from_user_name, &msg.to_user_name, now, text);
+    let body = match (&app.token, &app.encoding_aes_key, encrypted) {
+        (Some(token), Some(key), true) => {
+            let Ok(mc) = MsgCrypt::new(token.expose_secret(), key.expose_secret(), &app.app_id)
+            else {
+                return "success".into_response();
+            };
+            let ts = q
+                .get("timestamp")
+                .cloned()
+                .unwrap_or_else(|| now.to_string());
+            let nonce = q.get("nonce").cloned().unwrap_or_default();
+            mc.encrypt_reply(&xml, &ts, &nonce, rand::random())
+        }
+        _ => xml,
+    };
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/xml; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 type Rejection = (StatusCode, &'static str);

@@ -42,7 +42,7 @@ impl Service {
     /// Connects the database (applying pending migrations), the cache and the WeChat client.
     pub async fn connect(config: Config, clock: SharedClock) -> anyhow::Result<Service> {
         use anyhow::Context as _;
-        let db = store::connect(&config.database_url)
+        let db = store::connect(&config.database_url, config.database_max_connections)
             .await
             .context("cannot connect to the database (database_url)")?;
         store::migrate(&db)

@@ -89,12 +89,3 @@ pub async fn fail(
         .await?;
     Ok(())
 }
-
-/// How many jobs are in each state, for tests and operations.
-pub async fn count_by_status(db: &impl ConnectionTrait, status: &str) -> Result<u64, DbErr> {
-    use sea_orm::PaginatorTrait;
-    jobs::Entity::find()
-        .filter(jobs::Column::Status.eq(status))
-        .count(db)
-        .await
-}

@@ -9,13 +9,11 @@ pub mod users;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, SqlErr,
-};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 
 /// Opens the pool. SQLite gets a single connection: it has one writer at a time anyway, and
 /// one connection turns "database is locked" races into an orderly queue.
-pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.sqlx_logging(false)
         .connect_timeout(Duration::from_secs(5))
@@ -23,7 +21,7 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     if url.starts_with("sqlite:") {
         opts.max_connections(1).min_connections(1);
     } else {
-        opts.max_connections(32).min_connections(1);
+        opts.max_connections(max_connections).min_connections(1);
     }
     Database::connect(opts).await
 }
@@ -49,9 +47,4 @@ pub fn is_retryable(e: &DbErr) -> bool {
     s.contains("database is locked")
         || s.contains("could not serialize")
         || s.contains("deadlock detected")
-}
-
-/// The backend, for the few statements that differ between SQLite and Postgres.
-pub fn backend(db: &impl ConnectionTrait) -> DbBackend {
-    db.get_database_backend()
 }

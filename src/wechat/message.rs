@@ -472,6 +472,20 @@ pub fn text_xml(to: &str, from: &str, create_time: i64, content: &str, msg_id: u
     )
 }
 
+/// A passive text reply to the person who sent a message or event (no MsgId: replies have
+/// none). `to` is the person's openid, `from` the account's original id.
+pub fn reply_text_xml(to: &str, from: &str, create_time: i64, content: &str) -> String {
+    format!(
+        "<xml><ToUserName>{}</ToUserName><FromUserName>{}</FromUserName>\
+         <CreateTime>{create_time}</CreateTime><MsgType>{}</MsgType>\
+         <Content>{}</Content></xml>",
+        cdata(to),
+        cdata(from),
+        cdata("text"),
+        cdata(content),
+    )
+}
+
 /// The safe-mode outer body: only the account id and the ciphertext.
 pub fn encrypted_envelope_xml(to: &str, encrypt: &str) -> String {
     format!(

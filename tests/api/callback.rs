@@ -107,20 +107,26 @@ async fn url_verification_echoes_echostr_only_with_a_valid_signature() {
     assert_eq!(mp.status(), 404);
 }
 
-async fn subscribe_joins_the_mini_program_user(mode: &str) {
+async fn subscribe_joins_the_mini_program_user(oa_id: &str, mode: &str) {
     let app = spawn_app().await;
     let login = app.login(MP1, "alice").await;
     let union_id = login["user"]["unionId"].as_str().unwrap();
-    let report = app
-        .sim_post(
-            "/sim/follow",
-            json!({ "app_id": OA, "person": "alice", "mode": mode, "scene": "42" }),
-        )
-        .await;
+    let follow = json!({ "app_id": oa_id, "person": "alice", "mode": mode, "scene": "42" });
+    let report = app.sim_post("/sim/follow", follow).await;
     assert_eq!(report["delivered"], true, "{report}");
-    assert_eq!(report["body"], "success");
     assert_eq!(report["mode"], mode);
-    let oa = identity_in(&app, union_id, OA, |i| i["subscribed"] == true).await;
+    if mode == "plaintext" {
+        assert_eq!(report["body"], "success");
+    } else {
+        // The welcome reply comes back encrypted and signed; the simulator verified it.
+        assert_eq!(report["reply"]["verified"], true, "{report}");
+        let xml = report["reply"]["xml"].as_str().unwrap();
+        let reply = message::parse_message(xml).unwrap();
+        assert_eq!(reply.to_user_name, report["openid"].as_str().unwrap());
+        assert!(xml.contains(WELCOME), "{xml}");
+        assert!(!report["body"].as_str().unwrap().contains("Welcome"));
+    }
+    let oa = identity_in(&app, union_id, oa_id, |i| i["subscribed"] == true).await;
     assert_eq!(oa["appKind"], "OFFICIAL_ACCOUNT");
     assert_eq!(oa["unionId"], union_id);
     assert_eq!(oa["openId"], report["openid"]);
@@ -133,17 +139,17 @@ async fn subscribe_joins_the_mini_program_user(mode: &str) {
 
 #[tokio::test]
 async fn subscribe_in_plaintext_mode_joins_the_mini_program_user() {
-    subscribe_joins_the_mini_program_user("plaintext").await;
+    subscribe_joins_the_mini_program_user(OA_CLASSIC, "plaintext").await;
 }
 
 #[tokio::test]
 async fn subscribe_in_compatible_mode_joins_the_mini_program_user() {
-    subscribe_joins_the_mini_program_user("compatible").await;
+    subscribe_joins_the_mini_program_user(OA, "compatible").await;
 }
 
 #[tokio::test]
 async fn subscribe_in_safe_mode_joins_the_mini_program_user() {
-    subscribe_joins_the_mini_program_user("safe").await;
+    subscribe_joins_the_mini_program_user(OA, "safe").await;
 }
 
 #[tokio::test]
@@ -232,10 +238,19 @@ async fn forged_or_malformed_callbacks_are_rejected_and_record_nothing() {
     // Wrong signature on a plaintext body.
     let mut q = plain_query();
     q[0].1 = "f".repeat(40);
-    assert_eq!(post(&app, OA, &q, plain.clone()).await.0, 401);
-    // XXE and billion laughs, correctly signed.
+    assert_eq!(post(&app, OA_CLASSIC, &q, plain.clone()).await.0, 401);
+    // A plaintext body, correctly signed, for an account that has an EncodingAESKey.
+    assert_eq!(post(&app, OA, &plain_query(), plain.clone()).await.0, 400);
+    // XXE and billion laughs, correctly signed (and, for the safe-mode account, encrypted).
     let xxe = "<?xml version=\"1.0\"?><!DOCTYPE xml [<!ENTITY x SYSTEM \"file:///etc/passwd\">]><xml><ToUserName>a</ToUserName><FromUserName>&x;</FromUserName><CreateTime>1</CreateTime><MsgType>event</MsgType></xml>";
-    assert_eq!(post(&app, OA, &plain_query(), xxe.to_owned()).await.0, 400);
+    assert_eq!(
+        post(&app, OA_CLASSIC, &plain_query(), xxe.to_owned())
+            .await
+            .0,
+        400
+    );
+    let (q, body) = safe_request(xxe, OA);
+    assert_eq!(post(&app, OA, &q, body).await.0, 400);
     let mut lol = String::from("<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\">");
     for i in 1..10 {
         lol.push_str(&format!(
@@ -247,17 +262,19 @@ async fn forged_or_malformed_callbacks_are_rejected_and_record_nothing() {
     }
     lol.push_str("]><xml><FromUserName>&lol9;</FromUserName></xml>");
     let started = Instant::now();
-    assert_eq!(post(&app, OA, &plain_query(), lol).await.0, 400);
+    assert_eq!(post(&app, OA_CLASSIC, &plain_query(), lol).await.0, 400);
     assert!(started.elapsed() < Duration::from_secs(1));
     // Not XML at all, and XML that is not a WeChat message.
     assert_eq!(
-        post(&app, OA, &plain_query(), "hello".to_owned()).await.0,
+        post(&app, OA_CLASSIC, &plain_query(), "hello".to_owned())
+            .await
+            .0,
         400
     );
     assert_eq!(
         post(
             &app,
-            OA,
+            OA_CLASSIC,
             &plain_query(),
             "<xml><Foo>1</Foo></xml>".to_owned()
         )
@@ -267,6 +284,10 @@ async fn forged_or_malformed_callbacks_are_rejected_and_record_nothing() {
     );
     // 65 KiB body.
     let big = format!("<xml><Content>{}</Content></xml>", "a".repeat(65 * 1024));
+    assert_eq!(
+        post(&app, OA_CLASSIC, &plain_query(), big.clone()).await.0,
+        413
+    );
     assert_eq!(post(&app, OA, &plain_query(), big).await.0, 413);
     // Unknown app.
     assert_eq!(
@@ -278,10 +299,16 @@ async fn forged_or_malformed_callbacks_are_rejected_and_record_nothing() {
 
     assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 0);
     assert_eq!(app.count("SELECT COUNT(*) FROM identities").await, 0);
-    // And the genuine article is accepted.
+    // And the genuine articles are accepted.
     let (q, body) = safe_request(&plain, OA);
-    assert_eq!(post(&app, OA, &q, body).await, (200, "success".to_owned()));
-    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 1);
+    let (status, reply) = post(&app, OA, &q, body).await;
+    assert_eq!(status, 200);
+    assert!(reply.contains("<MsgSignature>"), "{reply}");
+    assert_eq!(
+        post(&app, OA_CLASSIC, &plain_query(), plain.clone()).await,
+        (200, "success".to_owned())
+    );
+    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 2);
 }
 
 #[tokio::test]
@@ -305,7 +332,7 @@ async fn a_ten_second_user_info_still_gets_success_in_under_a_second() {
         "took {:?}",
         started.elapsed()
     );
-    assert_eq!(report["body"], "success");
+    assert_eq!(report["delivered"], true, "{report}");
     assert_eq!(report["attempts"].as_array().unwrap().len(), 1);
     let union_id = report["unionid"].as_str().unwrap();
     // Not yet: user/info is still sleeping.
@@ -398,7 +425,7 @@ async fn jobs_left_by_a_killed_process_are_completed_after_a_restart() {
         .json()
         .await
         .unwrap();
-    assert_eq!(report["body"], "success");
+    assert_eq!(report["delivered"], true, "{report}");
     // Wait until the job is claimed and its user/info call is in flight, then kill -9.
     eventually(10, || async {
         (sim.state.world().counts.get("cgi-bin/user/info").copied() == Some(1)).then_some(())

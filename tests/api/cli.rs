@@ -127,7 +127,7 @@ async fn migrate_applies_migrations_and_exits() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let db = wxunion::store::connect(&url).await.unwrap();
+    let db = wxunion::store::connect(&url, 2).await.unwrap();
     use sea_orm::{ConnectionTrait, Statement};
     let row = db
         .query_one_raw(Statement::from_string(

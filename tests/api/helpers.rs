@@ -20,6 +20,7 @@ pub const OA_CLASSIC: &str = "wx2000000000000002";
 pub const OA_UNBOUND: &str = "wx4000000000000001";
 pub const OA_TOKEN: &str = "test-callback-token";
 pub const OA_AES_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
+pub const WELCOME: &str = "Welcome to ACME <3";
 pub const API_KEY: &str = "test-service-key-0123456789";
 
 pub const APPS_TOML: &str = r#"
@@ -58,6 +59,7 @@ kind = "official_account"
 open_platform = "acme"
 token = "test-callback-token"
 encoding_aes_key = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+subscribe_reply = "Welcome to ACME <3"
 
 [[apps]]
 app_id = "wx2000000000000002"
@@ -152,7 +154,16 @@ pub fn sim_apps(config: &Config) -> Vec<SimApp> {
     config.apps.iter().map(SimApp::from).collect()
 }
 
+/// Logs at warn and above, captured per test and shown when it fails.
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .try_init();
+}
+
 pub async fn spawn_with(opts: Options) -> TestApp {
+    init_logs();
     let tmp = tempfile::tempdir().unwrap();
     let (database_url, redis_prefix) = match opts.share {
         Some(shared) => shared,
@@ -298,7 +309,9 @@ impl TestApp {
 
     /// A second connection to this app's database, for assertions on what was stored.
     pub async fn db(&self) -> sea_orm::DatabaseConnection {
-        wxunion::store::connect(&self.database_url).await.unwrap()
+        wxunion::store::connect(&self.database_url, 2)
+            .await
+            .unwrap()
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
