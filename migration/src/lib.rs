@@ -8,6 +8,23 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_identity_tables;
 mod m20261125_000002_jobs;
 
+/// `CREATE [UNIQUE] INDEX IF NOT EXISTS name ON table (columns)`: every index wxunion has.
+pub(crate) fn index<T, C>(name: &str, table: T, columns: &[C], unique: bool) -> IndexCreateStatement
+where
+    T: IntoIden,
+    C: IntoIden + Clone,
+{
+    let mut index = Index::create();
+    index.name(name).table(table).if_not_exists();
+    for c in columns {
+        index.col(c.clone());
+    }
+    if unique {
+        index.unique();
+    }
+    index.to_owned()
+}
+
 /// The ordered list of every migration wxunion knows.
 pub struct Migrator;
 

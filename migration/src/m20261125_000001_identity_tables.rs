@@ -28,26 +28,20 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_users_scope_union_id")
-                    .table(Users::Table)
-                    .col(Users::Scope)
-                    .col(Users::UnionId)
-                    .unique()
-                    .if_not_exists()
-                    .to_owned(),
-            )
+            .create_index(crate::index(
+                "ux_users_scope_union_id",
+                Users::Table,
+                &[Users::Scope, Users::UnionId],
+                true,
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_users_union_id")
-                    .table(Users::Table)
-                    .col(Users::UnionId)
-                    .if_not_exists()
-                    .to_owned(),
-            )
+            .create_index(crate::index(
+                "ix_users_union_id",
+                Users::Table,
+                &[Users::UnionId],
+                false,
+            ))
             .await?;
 
         manager
@@ -75,26 +69,20 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_identities_app_open_id")
-                    .table(Identities::Table)
-                    .col(Identities::AppId)
-                    .col(Identities::OpenId)
-                    .unique()
-                    .if_not_exists()
-                    .to_owned(),
-            )
+            .create_index(crate::index(
+                "ux_identities_app_open_id",
+                Identities::Table,
+                &[Identities::AppId, Identities::OpenId],
+                true,
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_identities_user_id")
-                    .table(Identities::Table)
-                    .col(Identities::UserId)
-                    .if_not_exists()
-                    .to_owned(),
-            )
+            .create_index(crate::index(
+                "ix_identities_user_id",
+                Identities::Table,
+                &[Identities::UserId],
+                false,
+            ))
             .await?;
 
         manager
@@ -118,14 +106,12 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_sessions_expires_at")
-                    .table(Sessions::Table)
-                    .col(Sessions::ExpiresAt)
-                    .if_not_exists()
-                    .to_owned(),
-            )
+            .create_index(crate::index(
+                "ix_sessions_expires_at",
+                Sessions::Table,
+                &[Sessions::ExpiresAt],
+                false,
+            ))
             .await
     }
 
@@ -142,7 +128,7 @@ impl MigrationTrait for Migration {
     }
 }
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone, Copy)]
 enum Users {
     Table,
     Id,
@@ -153,7 +139,7 @@ enum Users {
     UpdatedAt,
 }
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone, Copy)]
 enum Identities {
     Table,
     Id,
@@ -168,7 +154,7 @@ enum Identities {
     LastSeenAt,
 }
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone, Copy)]
 enum Sessions {
     Table,
     TokenHash,

@@ -34,26 +34,20 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_jobs_dedupe_key")
-                    .table(Jobs::Table)
-                    .col(Jobs::DedupeKey)
-                    .unique()
-                    .if_not_exists()
-                    .to_owned(),
-            )
+            .create_index(crate::index(
+                "ux_jobs_dedupe_key",
+                Jobs::Table,
+                &[Jobs::DedupeKey],
+                true,
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_jobs_status_run_at")
-                    .table(Jobs::Table)
-                    .col(Jobs::Status)
-                    .col(Jobs::RunAt)
-                    .if_not_exists()
-                    .to_owned(),
-            )
+            .create_index(crate::index(
+                "ix_jobs_status_run_at",
+                Jobs::Table,
+                &[Jobs::Status, Jobs::RunAt],
+                false,
+            ))
             .await
     }
 
@@ -64,7 +58,7 @@ impl MigrationTrait for Migration {
     }
 }
 
-#[derive(DeriveIden)]
+#[derive(DeriveIden, Clone, Copy)]
 enum Jobs {
     Table,
     Id,

@@ -14,7 +14,10 @@ use crate::cache::Cache;
 use crate::clock::SharedClock;
 use crate::config::{AppConfig, AppKind, Config, sha256_hex};
 use crate::error::{Error, Result};
-use crate::store::{self, links::Sighting};
+use crate::store::{
+    self,
+    links::{Linked, Sighting},
+};
 use crate::wechat::{AccessTokens, CallError, WechatClient};
 
 /// The result of a successful `loginWithCode`. The session token is shown once, here.
@@ -87,13 +90,7 @@ impl Service {
         let session = self.wechat.code_to_session(app, code).await?;
         let open_id = OpenId::parse(&session.openid)
             .map_err(|_| upstream_shape("jscode2session returned a malformed openid"))?;
-        let union_id = match session.unionid.as_deref() {
-            Some(u) => Some(
-                UnionId::parse(u)
-                    .map_err(|_| upstream_shape("jscode2session returned a malformed unionid"))?,
-            ),
-            None => None,
-        };
+        let union_id = parse_union_id(session.unionid.as_deref(), "jscode2session")?;
         let ttl = Duration::from_secs(self.config.session_ttl_seconds);
         self.cache
             .set(
@@ -103,17 +100,7 @@ impl Service {
             )
             .await?;
         let now = self.clock.now();
-        let linked = store::links::link(
-            &self.db,
-            &Sighting {
-                app,
-                open_id: open_id.as_str(),
-                union_id: union_id.as_ref().map(UnionId::as_str),
-                seen_at: now,
-                subscription: None,
-            },
-        )
-        .await?;
+        let linked = self.link(app, &open_id, union_id.as_ref(), None).await?;
         let token = new_session_token();
         let expires_at = now + chrono::Duration::seconds(self.config.session_ttl_seconds as i64);
         store::sessions::create(
@@ -164,25 +151,16 @@ impl Service {
                 },
                 other => other.into_error(),
             })?;
-        let union_id = match info.unionid.as_deref() {
-            Some(u) => Some(
-                UnionId::parse(u)
-                    .map_err(|_| upstream_shape("user/info returned a malformed unionid"))?,
-            ),
-            None => None,
-        };
-        let now = self.clock.now();
-        let linked = store::links::link(
-            &self.db,
-            &Sighting {
+        let union_id = parse_union_id(info.unionid.as_deref(), "user/info")?;
+        let now = self.clock.now().timestamp();
+        let linked = self
+            .link(
                 app,
-                open_id: open_id.as_str(),
-                union_id: union_id.as_ref().map(UnionId::as_str),
-                seen_at: now,
-                subscription: Some((info.subscribe == 1, now.timestamp())),
-            },
-        )
-        .await?;
+                open_id,
+                union_id.as_ref(),
+                Some((info.subscribe == 1, now)),
+            )
+            .await?;
         Ok((linked.user, linked.identity))
     }
 
@@ -195,23 +173,35 @@ impl Service {
         event_time: i64,
         subscription: Option<bool>,
     ) -> Result<()> {
-        let now = self.clock.now();
-        let linked = store::links::link(
-            &self.db,
-            &Sighting {
-                app,
-                open_id: open_id.as_str(),
-                union_id: None,
-                seen_at: now,
-                subscription: subscription.map(|on| (on, event_time)),
-            },
-        )
-        .await?;
+        let linked = self
+            .link(app, open_id, None, subscription.map(|on| (on, event_time)))
+            .await?;
         if linked.identity.union_id.is_none() && app.open_platform.is_some() {
             let app_id = AppId::parse(&app.app_id)?;
             self.resolve_open_id(&app_id, open_id).await?;
         }
         Ok(())
+    }
+
+    /// Links what one app just told us about a person, as of now.
+    pub(super) async fn link(
+        &self,
+        app: &AppConfig,
+        open_id: &OpenId,
+        union_id: Option<&UnionId>,
+        subscription: Option<(bool, i64)>,
+    ) -> Result<Linked> {
+        Ok(store::links::link(
+            &self.db,
+            &Sighting {
+                app,
+                open_id: open_id.as_str(),
+                union_id: union_id.map(UnionId::as_str),
+                seen_at: self.clock.now(),
+                subscription,
+            },
+        )
+        .await?)
     }
 
     /// `user(unionId)`.
@@ -233,6 +223,15 @@ impl Service {
     pub async fn identities(&self, user_id: &str) -> Result<Vec<Identity>> {
         Ok(store::users::identities_of(&self.db, user_id).await?)
     }
+}
+
+/// A unionid as WeChat returned it; a malformed one is WeChat's fault, not the caller's.
+pub(super) fn parse_union_id(raw: Option<&str>, api: &str) -> Result<Option<UnionId>> {
+    raw.map(|u| {
+        UnionId::parse(u)
+            .map_err(|_| upstream_shape(&format!("{api} returned a malformed unionid")))
+    })
+    .transpose()
 }
 
 fn upstream_shape(detail: &str) -> Error {

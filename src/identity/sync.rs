@@ -8,11 +8,10 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{AppId, Service};
+use super::{AppId, OpenId, Service};
 use crate::clock::SystemClock;
 use crate::config::{AppKind, Config};
 use crate::error::Error;
-use crate::store::{self, links::Sighting};
 use crate::wechat::CallError;
 
 /// Runs the backfill for one official account, with a progress bar on a terminal.
@@ -72,19 +71,19 @@ pub async fn sync(
                 })
                 .await?
                 .map_err(CallError::into_error)?;
-            let now = service.clock.now();
+            let now = service.clock.now().timestamp();
             for info in infos {
-                store::links::link(
-                    &service.db,
-                    &Sighting {
+                let open_id = OpenId::parse(&info.openid)?;
+                let union_id =
+                    super::service::parse_union_id(info.unionid.as_deref(), "user/info/batchget")?;
+                service
+                    .link(
                         app,
-                        open_id: &info.openid,
-                        union_id: info.unionid.as_deref(),
-                        seen_at: now,
-                        subscription: Some((info.subscribe == 1, now.timestamp())),
-                    },
-                )
-                .await?;
+                        &open_id,
+                        union_id.as_ref(),
+                        Some((info.subscribe == 1, now)),
+                    )
+                    .await?;
                 linked += 1;
                 if let Some(b) = &bar {
                     b.inc(1);

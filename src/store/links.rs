@@ -143,22 +143,28 @@ async fn link_once(db: &impl ConnectionTrait, s: &Sighting<'_>) -> Result<Attemp
             .filter(users::Column::UnionId.eq(u))
             .one(db)
             .await?;
-        current = match owner {
+        let target = match owner {
+            Some(target) => Some(target),
+            // The identity's own user can simply adopt the unionid.
+            None if current.union_id.is_none() => None,
+            // WeChat never changes an openid's unionid; if it seems to, follow WeChat and
+            // move only this identity to a (new) user of the unionid it reports now.
+            None => {
+                tracing::warn!(app_id = %s.app.app_id, "openid reported with a different unionid");
+                match union_user(db, &scope, u, s.seen_at).await? {
+                    Some((target, _)) => Some(target),
+                    None => return Ok(Attempt::Retry),
+                }
+            }
+        };
+        current = match target {
             Some(target) => {
-                move_identities(
-                    db,
-                    &current.id,
-                    Some(&identity.id),
-                    &target.id,
-                    u,
-                    s.seen_at,
-                )
-                .await?;
+                move_identities(db, &current.id, &identity.id, &target.id, u, s.seen_at).await?;
                 target
             }
-            None if current.union_id.is_none() => {
-                // The identity's own user adopts the unionid (a unique violation here means a
-                // concurrent writer created the unionid's user first: retried, then merged).
+            None => {
+                // A unique violation here means a concurrent writer created the unionid's
+                // user first: the attempt is retried and then takes the merge path.
                 let mut am: users::ActiveModel = current.into();
                 am.union_id = Set(Some(u.to_owned()));
                 am.updated_at = Set(s.seen_at);
@@ -169,24 +175,6 @@ async fn link_once(db: &impl ConnectionTrait, s: &Sighting<'_>) -> Result<Attemp
                     .exec(db)
                     .await?;
                 adopted
-            }
-            None => {
-                // WeChat never changes an openid's unionid; if it seems to, follow WeChat and
-                // move only this identity to a (new) user of the unionid it reports now.
-                tracing::warn!(app_id = %s.app.app_id, "openid reported with a different unionid");
-                let Some((target, _)) = union_user(db, &scope, u, s.seen_at).await? else {
-                    return Ok(Attempt::Retry);
-                };
-                move_identities(
-                    db,
-                    &current.id,
-                    Some(&identity.id),
-                    &target.id,
-                    u,
-                    s.seen_at,
-                )
-                .await?;
-                target
             }
         };
         union_id = Some(u.to_owned());
@@ -253,12 +241,12 @@ async fn insert_user(
     Ok(row)
 }
 
-/// Moves identities (all of `from`'s, so a merge is complete) and sessions to `to`, and marks
-/// `from` as merged when it is left empty.
+/// Moves `identity` to `to`. When `from` has no unionid of its own it is the same person
+/// as `to` through and through: all its identities and sessions move, and it is marked merged.
 async fn move_identities(
     db: &impl ConnectionTrait,
     from: &str,
-    only: Option<&str>,
+    identity: &str,
     to: &str,
     union_id: &str,
     now: DateTime<Utc>,
@@ -269,8 +257,8 @@ async fn move_identities(
         .col_expr(identities::Column::UserId, Expr::value(to))
         .col_expr(identities::Column::UnionId, Expr::value(union_id))
         .filter(identities::Column::UserId.eq(from));
-    if !whole_user && let Some(id) = only {
-        q = q.filter(identities::Column::Id.eq(id));
+    if !whole_user {
+        q = q.filter(identities::Column::Id.eq(identity));
     }
     q.exec(db).await?;
     if whole_user {
@@ -286,10 +274,10 @@ async fn move_identities(
             .exec(db)
             .await?;
         tracing::info!(from, to, "merged user into the user of its unionid");
-    } else if let Some(id) = only {
+    } else {
         sessions::Entity::update_many()
             .col_expr(sessions::Column::UserId, Expr::value(to))
-            .filter(sessions::Column::IdentityId.eq(id))
+            .filter(sessions::Column::IdentityId.eq(identity))
             .exec(db)
             .await?;
     }

@@ -344,16 +344,8 @@ async fn a_ten_second_user_info_still_gets_success_in_under_a_second() {
 
 #[tokio::test]
 async fn a_database_outage_is_answered_with_an_error_so_wechat_retries() {
-    use sea_orm::ConnectionTrait;
     let app = spawn_app().await;
-    let name = app.database_url.rsplit('/').next().unwrap().to_owned();
-    let admin = sea_orm::Database::connect("postgres://postgres@127.0.0.1:5432/postgres")
-        .await
-        .unwrap();
-    admin
-        .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-        .await
-        .unwrap();
+    app.drop_database().await;
     let report = app
         .sim_post(
             "/sim/follow",

@@ -297,14 +297,20 @@ impl TestApp {
     }
 
     pub async fn sim_counts(&self) -> Value {
-        self.http
-            .get(self.sim_url("/sim/counts"))
-            .send()
+        get_json(&self.http, &self.sim_url("/sim/counts")).await
+    }
+
+    /// Drops this app's database under it (connections are terminated): an outage.
+    pub async fn drop_database(&self) {
+        use sea_orm::ConnectionTrait;
+        let name = self.database_url.rsplit('/').next().unwrap().to_owned();
+        let admin = sea_orm::Database::connect("postgres://postgres@127.0.0.1:5432/postgres")
             .await
-            .unwrap()
-            .json()
+            .unwrap();
+        admin
+            .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
             .await
-            .unwrap()
+            .unwrap();
     }
 
     /// A second connection to this app's database, for assertions on what was stored.
@@ -329,6 +335,11 @@ impl TestApp {
         db.close().await.unwrap();
         n
     }
+}
+
+/// GETs a URL and parses its JSON body.
+pub async fn get_json(http: &reqwest::Client, url: &str) -> Value {
+    http.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 /// The code of the first GraphQL error, if any.

@@ -1,6 +1,6 @@
 //! `loginWithCode` for mini programs, end to end through the simulator.
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::*;
 
@@ -11,15 +11,7 @@ async fn first_login_creates_a_user_with_the_unionid(db: Db) {
     })
     .await;
     let login = app.login(MP1, "alice").await;
-    let person: Value = app
-        .http
-        .get(app.sim_url("/sim/people/alice"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let person = get_json(&app.http, &app.sim_url("/sim/people/alice")).await;
     assert_eq!(login["isNewUser"], true);
     assert_eq!(login["user"]["unionId"], person["apps"][MP1]["unionid"]);
     assert_eq!(login["identity"]["openId"], person["apps"][MP1]["openid"]);

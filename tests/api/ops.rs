@@ -17,7 +17,6 @@ async fn healthz_and_readyz_answer_when_all_is_well() {
 
 #[tokio::test]
 async fn readyz_fails_when_the_database_is_unreachable() {
-    use sea_orm::ConnectionTrait;
     let app = spawn_app().await;
     assert_eq!(
         app.http
@@ -28,14 +27,7 @@ async fn readyz_fails_when_the_database_is_unreachable() {
             .status(),
         200
     );
-    let name = app.database_url.rsplit('/').next().unwrap().to_owned();
-    let admin = sea_orm::Database::connect("postgres://postgres@127.0.0.1:5432/postgres")
-        .await
-        .unwrap();
-    admin
-        .execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-        .await
-        .unwrap();
+    app.drop_database().await;
     let r = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     let body: serde_json::Value = r.json().await.unwrap();
