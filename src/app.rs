@@ -118,6 +118,7 @@ impl Application {
                 lease,
             ));
         }
+        workers.spawn(worker::prune_forever(self.state.service.clone()));
         let app = crate::http::router(self.state);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)

@@ -47,6 +47,22 @@ pub async fn run(service: Service, wake: Arc<Notify>, lease: chrono::Duration) {
     }
 }
 
+/// Done jobs are kept this long as dedupe records, then pruned.
+const DONE_RETENTION: chrono::Duration = chrono::Duration::days(1);
+const PRUNE_EVERY: Duration = Duration::from_secs(600);
+
+/// Prunes old done jobs every ten minutes until the task is dropped.
+pub async fn prune_forever(service: Service) {
+    loop {
+        match store::jobs::prune(&service.db, service.clock.now() - DONE_RETENTION).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "pruned done jobs"),
+            Err(e) => tracing::warn!(error = %e, "could not prune done jobs"),
+        }
+        tokio::time::sleep(PRUNE_EVERY).await;
+    }
+}
+
 /// Runs one job; the flag says whether a failure is permanent.
 async fn process(service: &Service, job: &entity::jobs::Model) -> Result<(), (Error, bool)> {
     let permanent = |e: Error| (e, true);

@@ -89,3 +89,14 @@ pub async fn fail(
         .await?;
     Ok(())
 }
+
+/// Deletes done jobs finished before `before`. Their rows only matter as dedupe records while
+/// WeChat may still retry (seconds); dead jobs are kept for an operator to read.
+pub async fn prune(db: &impl ConnectionTrait, before: DateTime<Utc>) -> Result<u64, DbErr> {
+    Ok(jobs::Entity::delete_many()
+        .filter(jobs::Column::Status.eq(DONE))
+        .filter(jobs::Column::FinishedAt.lt(before))
+        .exec(db)
+        .await?
+        .rows_affected)
+}

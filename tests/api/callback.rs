@@ -442,3 +442,38 @@ async fn jobs_left_by_a_killed_process_are_completed_after_a_restart() {
         1
     );
 }
+
+#[tokio::test]
+async fn done_jobs_are_pruned_after_their_retention_but_dead_ones_stay() {
+    let app = spawn_app().await;
+    for person in ["hal", "ida"] {
+        app.sim_post("/sim/follow", json!({ "app_id": OA, "person": person }))
+            .await;
+    }
+    let count_is = |status: &'static str, n: i64| {
+        let app = &app;
+        async move {
+            let sql = format!("SELECT COUNT(*) FROM jobs WHERE status = '{status}'");
+            eventually(15, || async { (app.count(&sql).await == n).then_some(()) }).await
+        }
+    };
+    count_is("done", 2).await;
+    // WeChat says the next follower's openid is unknown: a permanent failure.
+    app.sim_post(
+        "/sim/faults",
+        json!({ "api": "cgi-bin/user/info", "errcode": 40003 }),
+    )
+    .await;
+    app.sim_post("/sim/follow", json!({ "app_id": OA, "person": "jon" }))
+        .await;
+    count_is("dead", 1).await;
+
+    let db = app.db().await;
+    let now = chrono::Utc::now();
+    let prune = |before| wxunion::store::jobs::prune(&db, before);
+    assert_eq!(prune(now - chrono::Duration::days(1)).await.unwrap(), 0);
+    assert_eq!(prune(now + chrono::Duration::seconds(1)).await.unwrap(), 2);
+    let dead = "SELECT COUNT(*) FROM jobs WHERE status = 'dead' AND last_error LIKE '%40003%'";
+    assert_eq!(app.count(dead).await, 1);
+    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 1);
+}
