@@ -11,4 +11,5 @@ mod helpers;
 mod login;
 mod ops;
 mod resolve;
+mod sandbox;
 mod tokens;
