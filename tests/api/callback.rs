@@ -477,3 +477,47 @@ async fn done_jobs_are_pruned_after_their_retention_but_dead_ones_stay() {
     assert_eq!(app.count(dead).await, 1);
     assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 1);
 }
+
+#[tokio::test]
+async fn a_follower_recorded_before_its_unionid_is_merged_into_the_login_user() {
+    let app = spawn_app().await;
+    // user/info is slow, so the follower is recorded without a unionid first...
+    app.sim_post(
+        "/sim/faults",
+        json!({ "api": "cgi-bin/user/info", "delay_ms": 1500 }),
+    )
+    .await;
+    let report = app
+        .sim_post("/sim/follow", json!({ "app_id": OA, "person": "kim" }))
+        .await;
+    eventually(10, || async {
+        (app.count("SELECT COUNT(*) FROM identities WHERE union_id IS NULL")
+            .await
+            == 1)
+            .then_some(())
+    })
+    .await;
+    // ...meanwhile the same person logs in from a mini program: a second user, with the unionid.
+    let login = app.login(MP1, "kim").await;
+    assert_eq!(login["isNewUser"], true);
+    assert_eq!(app.count("SELECT COUNT(*) FROM users").await, 2);
+    // When user/info answers, the follower's user is merged into the login user.
+    let union_id = login["user"]["unionId"].as_str().unwrap();
+    assert_eq!(report["unionid"], union_id);
+    let oa = identity_in(&app, union_id, OA, |i| i["subscribed"] == true).await;
+    assert_eq!(oa["unionId"], union_id);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM users WHERE merged_into IS NULL")
+            .await,
+        1
+    );
+    let merged = format!(
+        "SELECT COUNT(*) FROM users WHERE merged_into = '{}'",
+        login["user"]["id"].as_str().unwrap()
+    );
+    assert_eq!(app.count(&merged).await, 1);
+    let me = app
+        .graphql(ME, json!({}), login["sessionToken"].as_str())
+        .await;
+    assert_eq!(me["data"]["me"]["identities"].as_array().unwrap().len(), 2);
+}
