@@ -358,6 +358,16 @@ async fn a_database_outage_is_answered_with_an_error_so_wechat_retries() {
     assert!(attempts.iter().all(|a| a["status"] == 503), "{report}");
 }
 
+/// A child process that cannot outlive a failing test.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[tokio::test]
 async fn jobs_left_by_a_killed_process_are_completed_after_a_restart() {
     let database_url = fresh_postgres().await;
@@ -389,13 +399,15 @@ async fn jobs_left_by_a_killed_process_are_completed_after_a_restart() {
         ),
     )
     .unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wxunion"))
-        .arg("--config")
-        .arg(&path)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_wxunion"))
+            .arg("--config")
+            .arg(&path)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let http = reqwest::Client::new();
     eventually(30, || async {
         http.get(format!("http://127.0.0.1:{port}/healthz"))
@@ -423,8 +435,8 @@ async fn jobs_left_by_a_killed_process_are_completed_after_a_restart() {
         (sim.state.world().counts.get("cgi-bin/user/info").copied() == Some(1)).then_some(())
     })
     .await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
 
     let app = spawn_with(Options {
         share: Some((database_url, prefix)),
