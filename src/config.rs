@@ -477,7 +477,8 @@ fn validate(
         sandbox,
         sim_listen,
         session_ttl_seconds: positive("session_ttl_seconds", raw.session_ttl_seconds, 7 * 86_400)?,
-        job_workers: positive("job_workers", raw.job_workers, 4)? as usize,
+        // 0 is allowed: an ingest-only instance records callbacks and leaves the jobs to others.
+        job_workers: raw.job_workers.unwrap_or(4).min(256) as usize,
         job_lease_seconds: positive("job_lease_seconds", raw.job_lease_seconds, 60)?,
         max_forced_token_refreshes_per_hour: positive(
             "max_forced_token_refreshes_per_hour",

@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_identity_tables;
 mod m20261125_000002_jobs;
+mod m20261125_000003_jobs_pending_index;
 
 /// `CREATE [UNIQUE] INDEX IF NOT EXISTS name ON table (columns)`: every index wxunion has.
 pub(crate) fn index<T, C>(name: &str, table: T, columns: &[C], unique: bool) -> IndexCreateStatement
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_identity_tables::Migration),
             Box::new(m20261125_000002_jobs::Migration),
+            Box::new(m20261125_000003_jobs_pending_index::Migration),
         ]
     }
 }

@@ -21,7 +21,12 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     if url.starts_with("sqlite:") {
         opts.max_connections(1).min_connections(1);
     } else {
-        opts.max_connections(max_connections).min_connections(1);
+        // Plan every execution with its real parameters and the table's current size. A
+        // generic plan cached while `jobs` was empty (sort everything) would otherwise stay in
+        // use as the backlog grows; our statements are small, so planning them is cheap.
+        opts.max_connections(max_connections)
+            .min_connections(1)
+            .map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_custom_plan")]));
     }
     Database::connect(opts).await
 }

@@ -138,5 +138,5 @@ async fn migrate_applies_migrations_and_exits() {
         .unwrap()
         .unwrap();
     let n: i64 = row.try_get_by_index(0).unwrap();
-    assert_eq!(n, 2);
+    assert_eq!(n, 3);
 }

@@ -1,0 +1,273 @@
+#!/usr/bin/env bash
+# Safe-mode callback throughput: wxunion's POST /wechat/callback/{appId} (verify, decrypt,
+# parse, dedupe and durably record in Postgres before answering `success`) against a bare
+# axum handler answering `success`, both driven by wrk with the same pre-signed requests.
+# See bench/README.md. All traffic stays on 127.0.0.1 and every wrk run is time-bounded.
+set -euo pipefail
+
+SECONDS_PER_RUN=${BENCH_SECONDS:-15}
+WARMUP=${BENCH_WARMUP:-3}
+CONNECTIONS=${BENCH_CONNECTIONS:-64}
+THREADS=${BENCH_THREADS:-1}
+# Enough distinct callbacks for ~20k/s per second of run (at least 200k); wrk threads that run
+# out start again, and the repeats only hit dedupe (the report warns).
+REQUESTS=${BENCH_REQUESTS:-$((SECONDS_PER_RUN * 20000 > 200000 ? SECONDS_PER_RUN * 20000 : 200000))}
+JOB_WORKERS=${BENCH_JOB_WORKERS:-1}
+OPEN_PLATFORM=${BENCH_OPEN_PLATFORM:-1}
+SERVER_LOG=${BENCH_RUST_LOG:-error}
+SYNC_COMMIT=${BENCH_PG_SYNCHRONOUS_COMMIT:-} # diagnostic only: e.g. off, for this database
+PG_HOST=127.0.0.1
+PG_USER=postgres
+
+APP_ID=wxbe0c4a11b1e0c4a1
+TOKEN=benchtoken
+AES_KEY=abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=$ROOT/target/release
+WX_BIN=${BENCH_WXUNION_BIN:-$BIN/wxunion} # e.g. a build of an experimental copy
+DB=wxunion_bench_$$
+REDIS_PREFIX="wxunion-bench-$$:"
+WORK=$(mktemp -d /tmp/wxunion-bench.XXXXXX)
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+PIDS=()
+DB_CREATED=0
+STARTED_REDIS=0
+STARTED_PG=0
+cleanup() {
+    local rc=$?
+    set +e
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null
+    done
+    if [[ $DB_CREATED == 1 ]]; then
+        psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qtAc "drop database if exists $DB with (force)" >/dev/null \
+            && log "dropped database $DB"
+    fi
+    if redis-cli ping >/dev/null 2>&1; then
+        redis-cli --scan --pattern "${REDIS_PREFIX}*" | while read -r k; do redis-cli del "$k" >/dev/null; done
+    fi
+    if [[ $STARTED_REDIS == 1 && ${BENCH_KEEP_SERVICES:-0} != 1 ]]; then
+        redis-cli shutdown nosave >/dev/null 2>&1; log "stopped the Redis this script started"
+    fi
+    if [[ $STARTED_PG == 1 && ${BENCH_KEEP_SERVICES:-0} != 1 ]]; then
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main stop
+        log "stopped the PostgreSQL this script started"
+    fi
+    if [[ ${BENCH_KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+    local p=$1
+    while ! port_free "$p"; do p=$((p + 1)); done
+    echo "$p"
+}
+wait_http() { # url seconds pid
+    local deadline=$((SECONDS + $2))
+    until curl -fsS -o /dev/null "$1" 2>/dev/null; do
+        kill -0 "$3" 2>/dev/null || die "process $3 exited before $1 answered (logs in $WORK)"
+        ((SECONDS < deadline)) || die "$1 did not answer within $2 s"
+        sleep 0.1
+    done
+}
+# CPU seconds (user+system) used so far by one process, or by every process named postgres.
+cpu_of() {
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); t += $12 + $13 } END { printf "%.2f", t / hz }' "/proc/$1/stat"
+}
+cpu_postgres() {
+    local total=0 f
+    for f in /proc/[0-9]*/stat; do
+        [[ $(cat "${f%stat}comm" 2>/dev/null) == postgres ]] || continue
+        cat "$f" 2>/dev/null
+    done | awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); t += $12 + $13 } END { printf "%.2f", t / hz }'
+}
+jobs_count() { psql -h "$PG_HOST" -U "$PG_USER" -d "$DB" -tAc "select count(*) from jobs"; }
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
+
+# ---- services -------------------------------------------------------------------------
+if ! pg_isready -h "$PG_HOST" -q; then
+    log "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
+    STARTED_PG=1
+    for _ in $(seq 100); do pg_isready -h "$PG_HOST" -q && break; sleep 0.1; done
+    pg_isready -h "$PG_HOST" -q || die "PostgreSQL is not accepting connections"
+fi
+if ! redis-cli ping >/dev/null 2>&1; then
+    log "starting Redis"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+    STARTED_REDIS=1
+    for _ in $(seq 50); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.1; done
+    redis-cli ping >/dev/null 2>&1 || die "Redis did not start"
+fi
+if ! command -v wrk >/dev/null; then
+    log "installing wrk"
+    apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+command -v curl >/dev/null || die "curl is needed"
+
+# ---- build ------------------------------------------------------------------------------
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+    log "building (release)"
+    (cd "$ROOT" && cargo build --release --bin wxunion --examples --quiet)
+fi
+for b in "$WX_BIN" "$BIN/examples/bench_baseline" "$BIN/examples/bench_requests"; do
+    [[ -x $b ]] || die "$b is missing"
+done
+
+# ---- configuration ------------------------------------------------------------------------
+PORT=$(free_port 18080)
+SIM_PORT=$(free_port $((PORT + 1)))
+BARE_PORT=$(free_port $((SIM_PORT + 1)))
+psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qtAc "create database $DB" >/dev/null
+DB_CREATED=1
+if [[ -n $SYNC_COMMIT ]]; then
+    psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qtAc \
+        "alter database $DB set synchronous_commit = $SYNC_COMMIT" >/dev/null
+    log "diagnostic: synchronous_commit = $SYNC_COMMIT for $DB"
+fi
+OP_LINE=""
+[[ $OPEN_PLATFORM == 1 ]] && OP_LINE='open_platform = "bench"'
+POOL_LINE="" # only for builds that know `database_max_connections`
+[[ -n ${BENCH_DB_MAX_CONNECTIONS:-} ]] && POOL_LINE="database_max_connections = $BENCH_DB_MAX_CONNECTIONS"
+cat >"$WORK/wxunion.toml" <<EOF
+listen = "127.0.0.1:$PORT"
+database_url = "postgres://$PG_USER@$PG_HOST:5432/$DB"
+redis_url = "redis://127.0.0.1:6379"
+redis_prefix = "$REDIS_PREFIX"
+wechat_api_base = "http://127.0.0.1:$SIM_PORT"
+sandbox = false
+job_workers = $JOB_WORKERS
+$POOL_LINE
+
+[[apps]]
+app_id = "$APP_ID"
+secret = "bench-secret"
+kind = "official_account"
+token = "$TOKEN"
+encoding_aes_key = "$AES_KEY"
+$OP_LINE
+EOF
+
+# ---- requests -----------------------------------------------------------------------------
+gen() { "$BIN/examples/bench_requests" --app-id "$APP_ID" --token "$TOKEN" --aes-key "$AES_KEY" "$@"; }
+gen --out "$WORK/requests.txt" --count "$REQUESTS"
+gen --out "$WORK/warmup.txt" --count 50000 --seq-start "$REQUESTS"
+
+# ---- servers ------------------------------------------------------------------------------
+"$BIN/examples/bench_baseline" "127.0.0.1:$BARE_PORT" >"$WORK/bare.log" 2>&1 &
+PIDS+=($!); BARE_PID=$!
+"$WX_BIN" --config "$WORK/wxunion.toml" sim --listen "127.0.0.1:$SIM_PORT" \
+    --target "http://127.0.0.1:$PORT" >"$WORK/sim.log" 2>&1 &
+PIDS+=($!); SIM_PID=$!
+"$WX_BIN" --config "$WORK/wxunion.toml" migrate >"$WORK/migrate.log" 2>&1 \
+    || die "migrate failed: $(cat "$WORK/migrate.log")"
+if [[ -n ${BENCH_SETUP_SQL:-} ]]; then # diagnostic: e.g. try an index before changing migrations
+    psql -h "$PG_HOST" -U "$PG_USER" -d "$DB" -qtAc "$BENCH_SETUP_SQL" >/dev/null
+    log "diagnostic: applied BENCH_SETUP_SQL: $BENCH_SETUP_SQL"
+fi
+RUST_LOG=$SERVER_LOG "$WX_BIN" --config "$WORK/wxunion.toml" serve >"$WORK/wxunion.log" 2>&1 &
+PIDS+=($!); WX_PID=$!
+wait_http "http://127.0.0.1:$BARE_PORT/healthz" 20 "$BARE_PID"
+wait_http "http://127.0.0.1:$SIM_PORT/sim" 20 "$SIM_PID"
+wait_http "http://127.0.0.1:$PORT/healthz" 30 "$WX_PID"
+log "bare on :$BARE_PORT, wxunion on :$PORT (db $DB, job_workers $JOB_WORKERS), simulator on :$SIM_PORT"
+
+# One wrk run; prints the BENCH line. Args: label port requests_file seconds
+run_wrk() {
+    local out=$WORK/wrk-$1.txt
+    wrk -t "$THREADS" -c "$CONNECTIONS" -d "${4}s" --timeout 10s --latency \
+        -s "$ROOT/bench/callback.lua" "http://127.0.0.1:$2" -- "$3" "$THREADS" >"$out" 2>&1 \
+        || die "wrk failed: $(cat "$out")"
+    grep '^BENCH ' "$out" || die "no BENCH line from wrk: $(cat "$out")"
+}
+
+# Measures one target: warm-up, then the timed run with CPU accounting. Sets R_<label>.
+measure() { # label port pid
+    local label=$1 port=$2 pid=$3
+    log "$label: warm-up ${WARMUP}s"
+    run_wrk "$label-warmup" "$port" "$WORK/warmup.txt" "$WARMUP" >/dev/null
+    local before_rows="" cpu_srv0 cpu_pg0
+    if [[ $label == callback ]]; then
+        sleep 0.5 # let requests wrk abandoned at the warm-up deadline commit
+        before_rows=$(jobs_count)
+    fi
+    cpu_srv0=$(cpu_of "$pid"); cpu_pg0=$(cpu_postgres)
+    log "$label: ${SECONDS_PER_RUN}s, $CONNECTIONS connections, $THREADS wrk thread(s)"
+    local line
+    line=$(run_wrk "$label" "$port" "$WORK/requests.txt" "$SECONDS_PER_RUN")
+    local cpu_srv cpu_pg
+    cpu_srv=$(awk -v a="$cpu_srv0" -v b="$(cpu_of "$pid")" 'BEGIN { printf "%.1f", b - a }')
+    cpu_pg=$(awk -v a="$cpu_pg0" -v b="$(cpu_postgres)" 'BEGIN { printf "%.1f", b - a }')
+    line="$line cpu_server=$cpu_srv cpu_postgres=$cpu_pg"
+    if [[ $label == callback ]]; then
+        sleep 0.5 # let requests wrk abandoned at the deadline finish
+        line="$line rows=$(($(jobs_count) - before_rows))"
+    fi
+    printf -v "R_$label" '%s' "$line"
+    log "$line"
+}
+
+measure bare "$BARE_PORT" "$BARE_PID"
+measure callback "$PORT" "$WX_PID"
+
+curl -fsS "http://127.0.0.1:$PORT/metrics" >"$WORK/metrics.txt" || true
+
+# ---- report -------------------------------------------------------------------------------
+ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
+b_rps=$(field rps "$R_bare"); c_rps=$(field rps "$R_callback")
+ratio=$(awk -v c="$c_rps" -v b="$b_rps" 'BEGIN { printf "%.3f", c / b }')
+c_req=$(field requests "$R_callback"); c_non2xx=$(field non2xx "$R_callback")
+c_ok=$((c_req - c_non2xx)); rows=$(field rows "$R_callback")
+sock_err=0
+for k in connect_err read_err write_err timeouts; do
+    sock_err=$((sock_err + $(field "$k" "$R_callback") + $(field "$k" "$R_bare")))
+done
+
+echo
+echo "wxunion safe-mode callback vs bare axum: ${SECONDS_PER_RUN}s per run, $CONNECTIONS connections," \
+    "$THREADS wrk thread(s), $(nproc) CPUs, job_workers=$JOB_WORKERS, open_platform=$OPEN_PLATFORM" \
+    "${SYNC_COMMIT:+synchronous_commit=$SYNC_COMMIT}"
+printf '%-10s %12s %10s %10s %10s %12s %14s %12s\n' target "requests/s" "p50 ms" "p90 ms" "p99 ms" non-2xx \
+    "cpu server s" "cpu pg s"
+for l in bare callback; do
+    r=R_$l
+    printf '%-10s %12s %10s %10s %10s %12s %14s %12s\n' "$l" "$(field rps "${!r}")" \
+        "$(ms "$(field p50 "${!r}")")" "$(ms "$(field p90 "${!r}")")" "$(ms "$(field p99 "${!r}")")" \
+        "$(field non2xx "${!r}")" "$(field cpu_server "${!r}")" "$(field cpu_postgres "${!r}")"
+done
+echo "ratio callback/bare: $ratio (goal >= 0.5: $(awk -v r="$ratio" 'BEGIN { print (r >= 0.5) ? "met" : "NOT met" }'))"
+echo "callback: $c_ok successful responses counted by wrk, $rows jobs rows written during the run" \
+    "(rows may exceed responses by requests in flight at the deadline)"
+echo "jobs by status after the run (the worker(s) drain the inbox behind the callbacks):" \
+    "$(psql -h "$PG_HOST" -U "$PG_USER" -d "$DB" -tAc \
+        "select string_agg(status || '=' || n, ' ') from (select status, count(*) n from jobs group by 1 order by 1) s")"
+wraps=$(field wraps "$R_callback")
+[[ $wraps == 0 ]] || echo "warning: wrk threads wrapped around their request lists $wraps time(s);" \
+    "repeats were answered by dedupe (raise BENCH_REQUESTS)"
+echo "inbox batch sizes (wxunion_inbox_batch_size):"
+grep '^wxunion_inbox_batch_size' "$WORK/metrics.txt" | sed 's/^/  /' || echo "  (not exported)"
+awk '/^wxunion_inbox_batch_size_sum/ { s = $2 } /^wxunion_inbox_batch_size_count/ { c = $2 }
+     END { if (c) printf "  mean rows per INSERT since start (warm-up included): %.1f over %d INSERTs\n", s / c, c }' \
+    "$WORK/metrics.txt"
+
+status=0
+if ((c_non2xx > 0)) || (($(field non2xx "$R_bare") > 0)); then
+    log "FAIL: non-2xx responses (callback $c_non2xx, bare $(field non2xx "$R_bare"))"; status=1
+fi
+((sock_err == 0)) || { log "FAIL: $sock_err socket errors/timeouts (see $WORK/wrk-*.txt)"; status=1; }
+((rows >= c_ok)) || { log "FAIL: fewer rows ($rows) than successful responses ($c_ok)"; status=1; }
+if [[ -n ${BENCH_MIN_RATIO:-} ]] && awk -v r="$ratio" -v m="$BENCH_MIN_RATIO" 'BEGIN { exit !(r < m) }'; then
+    log "FAIL: ratio $ratio below BENCH_MIN_RATIO=$BENCH_MIN_RATIO"; status=1
+fi
+exit "$status"
