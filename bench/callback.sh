@@ -9,10 +9,10 @@ SECONDS_PER_RUN=${BENCH_SECONDS:-15}
 WARMUP=${BENCH_WARMUP:-3}
 CONNECTIONS=${BENCH_CONNECTIONS:-64}
 THREADS=${BENCH_THREADS:-1}
-# Enough distinct callbacks for ~20k/s per second of run (at least 200k); wrk threads that run
+# Enough distinct callbacks for ~40k/s per second of run (at least 400k); wrk threads that run
 # out start again, and the repeats only hit dedupe (the report warns).
-REQUESTS=${BENCH_REQUESTS:-$((SECONDS_PER_RUN * 20000 > 200000 ? SECONDS_PER_RUN * 20000 : 200000))}
-JOB_WORKERS=${BENCH_JOB_WORKERS:-1}
+REQUESTS=${BENCH_REQUESTS:-$((SECONDS_PER_RUN * 40000 > 400000 ? SECONDS_PER_RUN * 40000 : 400000))}
+JOB_WORKERS=${BENCH_JOB_WORKERS:-0}
 OPEN_PLATFORM=${BENCH_OPEN_PLATFORM:-1}
 SERVER_LOG=${BENCH_RUST_LOG:-error}
 SYNC_COMMIT=${BENCH_PG_SYNCHRONOUS_COMMIT:-} # diagnostic only: e.g. off, for this database
