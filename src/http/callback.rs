@@ -49,14 +49,15 @@ fn signature_ok(app: &AppConfig, q: &HashMap<String, String>) -> bool {
     crypto::signatures_match(&crypto::signature(token.expose_secret(), ts, nonce), sig)
 }
 
-/// URL verification: a valid signature gets `echostr` back verbatim.
+/// URL verification: a valid signature gets `echostr` back verbatim, anything else 401.
 pub async fn verify(
     State(state): State<Arc<AppState>>,
     Path(app_id): Path<String>,
     Query(q): Params,
 ) -> Response {
+    // The contract: anything but a valid verification is 401 here, unknown apps included.
     let Some(app) = official_account(&state, &app_id) else {
-        return reject(StatusCode::NOT_FOUND, "unknown app");
+        return reject(StatusCode::UNAUTHORIZED, "unknown app");
     };
     match q.get("echostr") {
         Some(echostr) if signature_ok(app, &q) => echostr.clone().into_response(),

@@ -38,9 +38,10 @@ pub fn bad(status: StatusCode, reason: impl Into<String>) -> (StatusCode, Json<V
 }
 
 async fn help(State(state): S) -> Json<Value> {
-    let apps: Vec<Value> = state
-        .apps
-        .values()
+    let mut apps: Vec<_> = state.apps.values().collect();
+    apps.sort_by(|a, b| a.app_id.cmp(&b.app_id));
+    let apps: Vec<Value> = apps
+        .into_iter()
         .map(|a| json!({ "app_id": a.app_id, "kind": a.kind.as_str(), "open_platform": a.open_platform }))
         .collect();
     Json(json!({

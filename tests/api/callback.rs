@@ -95,8 +95,8 @@ async fn url_verification_echoes_echostr_only_with_a_valid_signature() {
         .send()
         .await
         .unwrap();
-    assert_eq!(unknown.status(), 404);
-    // A mini program has no callback here.
+    assert_eq!(unknown.status(), 401);
+    // A mini program has no callback here either.
     let mp = app
         .http
         .get(app.url(&format!("/wechat/callback/{MP1}")))
@@ -104,7 +104,7 @@ async fn url_verification_echoes_echostr_only_with_a_valid_signature() {
         .send()
         .await
         .unwrap();
-    assert_eq!(mp.status(), 404);
+    assert_eq!(mp.status(), 401);
 }
 
 async fn subscribe_joins_the_mini_program_user(oa_id: &str, mode: &str) {
