@@ -420,15 +420,8 @@ async fn jobs_left_by_a_killed_process_are_completed_after_a_restart() {
     .await;
     sim.state
         .set_callback_base(&format!("http://127.0.0.1:{port}"));
-    let report: Value = http
-        .post(format!("{}/sim/follow", sim.base_url()))
-        .json(&json!({ "app_id": OA, "person": "gus" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let follow = json!({ "app_id": OA, "person": "gus" });
+    let report = post_json(&http, &format!("{}/sim/follow", sim.base_url()), &follow).await;
     assert_eq!(report["delivered"], true, "{report}");
     // Wait until the job is claimed and its user/info call is in flight, then kill -9.
     eventually(10, || async {

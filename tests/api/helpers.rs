@@ -243,16 +243,8 @@ impl TestApp {
 
     /// Asks the simulator for a login code, as `wx.login` would give one.
     pub async fn mint_code(&self, app_id: &str, person: &str) -> String {
-        let v: Value = self
-            .http
-            .post(self.sim_url("/sim/code"))
-            .json(&json!({ "app_id": app_id, "person": person }))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = json!({ "app_id": app_id, "person": person });
+        let v = post_json(&self.http, &self.sim_url("/sim/code"), &body).await;
         v["code"].as_str().unwrap().to_owned()
     }
 
@@ -335,6 +327,26 @@ impl TestApp {
         db.close().await.unwrap();
         n
     }
+}
+
+/// `/metrics` as text.
+impl TestApp {
+    pub async fn metrics(&self) -> String {
+        let resp = self.http.get(self.url("/metrics")).send().await.unwrap();
+        resp.text().await.unwrap()
+    }
+}
+
+/// POSTs JSON and parses the JSON answer.
+pub async fn post_json(http: &reqwest::Client, url: &str, body: &Value) -> Value {
+    http.post(url)
+        .json(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// GETs a URL and parses its JSON body.

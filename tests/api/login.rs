@@ -218,15 +218,7 @@ async fn the_session_key_never_leaves_the_server_but_is_kept_in_the_cache() {
         .to_owned();
     let me = app.graphql(ME, json!({}), Some(&token)).await;
     let user = app.user(&union_id, Some(API_KEY)).await;
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let keys = app.sim.state.world().session_keys.clone();
     assert_eq!(keys.len(), 1);
     for body in [login.to_string(), me.to_string(), user.to_string(), metrics] {

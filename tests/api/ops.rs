@@ -39,15 +39,7 @@ async fn readyz_fails_when_the_database_is_unreachable() {
 async fn metrics_count_requests_and_wechat_calls() {
     let app = spawn_app().await;
     app.login(MP1, "mia").await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(
         text.contains("wxunion_http_requests_total{route=\"/graphql\""),
         "{text}"

@@ -5,6 +5,8 @@ use wxunion::app::Application;
 use wxunion::config::Config;
 use wxunion::sandbox;
 
+use crate::helpers::post_json;
+
 #[tokio::test]
 async fn sandbox_mode_serves_demo_apps_against_the_simulator() {
     let dir = tempfile::tempdir().unwrap();
@@ -38,39 +40,25 @@ async fn sandbox_mode_serves_demo_apps_against_the_simulator() {
 
     // The banner's recipe: mint a code, log in, follow, ask with the demo key.
     let http = reqwest::Client::new();
-    let code: serde_json::Value = http
-        .post(format!("{}/sim/code", sim.base_url()))
-        .json(&json!({ "app_id": sandbox::DEMO_MINI_PROGRAM, "person": "alice" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let code = post_json(
+        &http,
+        &format!("{}/sim/code", sim.base_url()),
+        &json!({ "app_id": sandbox::DEMO_MINI_PROGRAM, "person": "alice" }),
+    )
+    .await;
     let query = "mutation($a: String!, $c: String!) { loginWithCode(appId: $a, code: $c) { user { unionId } } }";
-    let login: serde_json::Value = http
-        .post(format!("http://{addr}/graphql"))
-        .json(&json!({ "query": query, "variables": { "a": sandbox::DEMO_MINI_PROGRAM, "c": code["code"] } }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = post_json(&http, &format!("http://{addr}/graphql"), &json!({ "query": query, "variables": { "a": sandbox::DEMO_MINI_PROGRAM, "c": code["code"] } })).await;
     let union_id = login["data"]["loginWithCode"]["user"]["unionId"]
         .as_str()
         .unwrap()
         .to_owned();
     assert_eq!(union_id, code["unionid"].as_str().unwrap());
-    let follow: serde_json::Value = http
-        .post(format!("{}/sim/follow", sim.base_url()))
-        .json(&json!({ "app_id": sandbox::DEMO_OFFICIAL_ACCOUNT, "person": "alice" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let follow = post_json(
+        &http,
+        &format!("{}/sim/follow", sim.base_url()),
+        &json!({ "app_id": sandbox::DEMO_OFFICIAL_ACCOUNT, "person": "alice" }),
+    )
+    .await;
     assert_eq!(follow["delivered"], true, "{follow}");
     assert_eq!(follow["reply"]["verified"], true, "{follow}");
     let user_query =
