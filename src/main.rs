@@ -118,10 +118,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         println!("{}", sandbox::banner(app.config(), listen, sim.addr));
     }
     tracing::info!(%listen, database = %redact(&app.config().database_url), "wxunion serving");
-    app.run_until_stopped(async {
+    app.run_until_stopped(shutdown_signal()).await
+}
+
+/// Ctrl-C or SIGTERM (what systemd and Kubernetes send): stop accepting, finish in-flight
+/// requests (each callback waits for its commit), then stop. Jobs a worker was running are
+/// picked up again when their lease ends.
+async fn shutdown_signal() {
+    let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
-    })
-    .await
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
 }
 
 /// Database URLs may carry a password.
