@@ -6,6 +6,7 @@
 
 mod auth;
 mod callback;
+mod callback_faults;
 mod cli;
 mod helpers;
 mod login;

@@ -1,0 +1,117 @@
+//! Unit tests for `config`.
+
+use super::*;
+use std::io::Write;
+
+fn load_str(toml: &str) -> Result<Config, ConfigError> {
+    let mut f = tempfile::NamedTempFile::new().unwrap();
+    f.write_all(toml.as_bytes()).unwrap();
+    Config::load(Some(f.path()), Vec::new())
+}
+
+const OA: &str = r#"
+[[apps]]
+app_id = "wx2222222222222222"
+secret = "s"
+kind = "official_account"
+token = "t"
+"#;
+
+#[test]
+fn no_file_means_sandbox_with_sqlite_defaults() {
+    let c = Config::load(None, Vec::new()).unwrap();
+    assert!(c.sandbox);
+    assert_eq!(c.database_url, DEFAULT_DATABASE_URL);
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+}
+
+#[test]
+fn a_file_is_not_sandbox_unless_it_says_so() {
+    assert!(!load_str(OA).unwrap().sandbox);
+    assert!(load_str(&format!("sandbox = true\n{OA}")).unwrap().sandbox);
+}
+
+#[test]
+fn environment_overrides_top_level_scalars() {
+    let env = vec![
+        ("WXUNION_LISTEN".to_owned(), "0.0.0.0:9000".to_owned()),
+        ("WXUNION_SANDBOX".to_owned(), "false".to_owned()),
+        ("WXUNION_SESSION_TTL_SECONDS".to_owned(), "60".to_owned()),
+        ("UNRELATED".to_owned(), "x".to_owned()),
+    ];
+    let c = Config::load(None, env).unwrap();
+    assert_eq!(c.listen.to_string(), "0.0.0.0:9000");
+    assert!(!c.sandbox);
+    assert_eq!(c.session_ttl_seconds, 60);
+}
+
+#[test]
+fn a_bad_environment_value_names_the_variable() {
+    let env = vec![("WXUNION_SANDBOX".to_owned(), "maybe".to_owned())];
+    let e = Config::load(None, env).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "config error: environment WXUNION_SANDBOX: sandbox: expected true or false"
+    );
+}
+
+#[test]
+fn unknown_kind_names_the_key() {
+    let e =
+        load_str("[[apps]]\napp_id = \"wx1111111111111111\"\nsecret = \"s\"\nkind = \"game\"\n")
+            .unwrap_err();
+    assert_eq!(e.key, "apps[0].kind");
+    assert!(e.problem.contains("unknown variant `game`"), "{e}");
+}
+
+#[test]
+fn duplicate_app_id_is_rejected() {
+    let e = load_str(&format!("{OA}{OA}")).unwrap_err();
+    assert_eq!(e.key, "apps[1].app_id");
+    assert!(e.problem.contains("duplicate"));
+}
+
+#[test]
+fn official_account_without_token_is_rejected() {
+    let e = load_str(
+        "[[apps]]\napp_id = \"wx2222222222222222\"\nsecret = \"s\"\nkind = \"official_account\"\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "apps[0].token");
+}
+
+#[test]
+fn short_encoding_aes_key_is_rejected() {
+    let e = load_str(&format!("{OA}encoding_aes_key = \"abc\"\n")).unwrap_err();
+    assert_eq!(e.key, "apps[0].encoding_aes_key");
+    assert_eq!(e.problem, "must be 43 base64 characters");
+}
+
+#[test]
+fn unreadable_file_is_one_line() {
+    let e = Config::load(Some(Path::new("/nonexistent/wx.toml")), Vec::new()).unwrap_err();
+    let line = e.to_string();
+    assert!(line.starts_with("config error: /nonexistent/wx.toml: (file): cannot read"));
+    assert!(!line.contains('\n'));
+}
+
+#[test]
+fn unknown_key_is_a_typo_not_silence() {
+    let e = load_str("lisen = \"127.0.0.1:1\"\n").unwrap_err();
+    assert!(e.problem.contains("unknown field `lisen`"), "{e}");
+}
+
+#[test]
+fn debug_output_never_contains_secrets() {
+    let c = load_str(&format!(
+        "{OA}\n[[api_keys]]\nname = \"crm\"\nkey = \"super-secret-api-key-123\"\n"
+    ))
+    .unwrap();
+    let dbg = format!("{c:?}");
+    assert!(!dbg.contains("super-secret-api-key-123"));
+    assert!(!dbg.contains("secret = \"s\""));
+    assert_eq!(
+        c.api_keys[0].sha256_hex,
+        sha256_hex("super-secret-api-key-123")
+    );
+}
