@@ -12,7 +12,8 @@ pub struct Mutation;
 
 #[Object]
 impl Mutation {
-    /// Public: the code from `wx.login` (mini program) is the credential. Returns a session
+    /// Public: the code from `wx.login` (mini program) or from an OAuth redirect
+    /// (official-account web page, website, mobile app) is the credential. Returns a session
     /// token for `Authorization: Bearer`; WeChat's session_key stays on the server.
     async fn login_with_code(
         &self,

@@ -81,24 +81,43 @@ impl Service {
             .ok_or_else(|| Error::UnknownApp(app_id.to_string()))
     }
 
-    /// `loginWithCode` for mini programs: exchange the code, link the identity, open a session.
-    /// The session key WeChat returns is kept in the cache (for later decryption of user data)
-    /// and never leaves the server.
+    /// `loginWithCode`: exchange the code (`jscode2session` for mini programs, the OAuth
+    /// `sns/oauth2/access_token` for official-account web pages, websites and mobile apps),
+    /// link the identity, open a session. A mini program's session key is kept in the cache
+    /// (for later decryption of user data) and never leaves the server.
     #[tracing::instrument(skip_all, fields(app_id = %app_id))]
     pub async fn login_with_code(&self, app_id: &AppId, code: &LoginCode) -> Result<Login> {
-        let app = self.app(app_id, &[AppKind::MiniProgram])?;
-        let session = self.wechat.code_to_session(app, code).await?;
-        let open_id = OpenId::parse(&session.openid)
-            .map_err(|_| upstream_shape("jscode2session returned a malformed openid"))?;
-        let union_id = parse_union_id(session.unionid.as_deref(), "jscode2session")?;
-        let ttl = Duration::from_secs(self.config.session_ttl_seconds);
-        self.cache
-            .set(
-                &format!("session_key:{}:{}", app.app_id, open_id),
-                session.session_key.expose_secret(),
-                ttl,
-            )
-            .await?;
+        let app = self.app(
+            app_id,
+            &[
+                AppKind::MiniProgram,
+                AppKind::OfficialAccount,
+                AppKind::Website,
+                AppKind::Mobile,
+            ],
+        )?;
+        let (open_id, union_id) = match app.kind {
+            AppKind::MiniProgram => {
+                let session = self.wechat.code_to_session(app, code).await?;
+                let open_id = parse_open_id(&session.openid, "jscode2session")?;
+                let ttl = Duration::from_secs(self.config.session_ttl_seconds);
+                self.cache
+                    .set(
+                        &format!("session_key:{}:{}", app.app_id, open_id),
+                        session.session_key.expose_secret(),
+                        ttl,
+                    )
+                    .await?;
+                let union_id = parse_union_id(session.unionid.as_deref(), "jscode2session")?;
+                (open_id, union_id)
+            }
+            AppKind::OfficialAccount | AppKind::Website | AppKind::Mobile => {
+                let session = self.wechat.oauth_access_token(app, code).await?;
+                let open_id = parse_open_id(&session.openid, "oauth2/access_token")?;
+                let union_id = parse_union_id(session.unionid.as_deref(), "oauth2/access_token")?;
+                (open_id, union_id)
+            }
+        };
         let now = self.clock.now();
         let linked = self.link(app, &open_id, union_id.as_ref(), None).await?;
         let token = new_session_token();
@@ -223,6 +242,11 @@ impl Service {
     pub async fn identities(&self, user_id: &str) -> Result<Vec<Identity>> {
         Ok(store::users::identities_of(&self.db, user_id).await?)
     }
+}
+
+/// An openid as WeChat returned it; a malformed one is WeChat's fault, not the caller's.
+fn parse_open_id(raw: &str, api: &str) -> Result<OpenId> {
+    OpenId::parse(raw).map_err(|_| upstream_shape(&format!("{api} returned a malformed openid")))
 }
 
 /// A unionid as WeChat returned it; a malformed one is WeChat's fault, not the caller's.

@@ -70,6 +70,16 @@ pub struct CodeSession {
     pub session_key: SecretString,
 }
 
+/// What `sns/oauth2/access_token` returns. The user access token is not used yet (it would
+/// fetch the profile with `sns/userinfo`) and stays a secret.
+#[derive(Debug, Deserialize)]
+pub struct OAuthSession {
+    pub openid: String,
+    #[serde(default)]
+    pub unionid: Option<String>,
+    pub access_token: SecretString,
+}
+
 /// What `cgi-bin/user/info` returns (the fields wxunion uses).
 #[derive(Debug, Clone, Deserialize)]
 pub struct UserInfo {
@@ -191,13 +201,37 @@ impl WechatClient {
         app: &AppConfig,
         code: &LoginCode,
     ) -> Result<CodeSession, Error> {
+        self.exchange_code("sns/jscode2session", "js_code", app, code)
+            .await
+    }
+
+    /// `sns/oauth2/access_token`: the code of an OAuth redirect (official-account web page,
+    /// website, mobile app) → openid, unionid.
+    #[tracing::instrument(skip_all, fields(app_id = %app.app_id))]
+    pub async fn oauth_access_token(
+        &self,
+        app: &AppConfig,
+        code: &LoginCode,
+    ) -> Result<OAuthSession, Error> {
+        self.exchange_code("sns/oauth2/access_token", "code", app, code)
+            .await
+    }
+
+    /// Exchanges a single-use login code.
+    async fn exchange_code<T: DeserializeOwned>(
+        &self,
+        api: &'static str,
+        code_param: &str,
+        app: &AppConfig,
+        code: &LoginCode,
+    ) -> Result<T, Error> {
         let query = [
             ("appid", app.app_id.as_str()),
             ("secret", app.secret.expose_secret()),
-            ("js_code", code.as_str()),
+            (code_param, code.as_str()),
             ("grant_type", "authorization_code"),
         ];
-        match self.call("sns/jscode2session", &query, Body::None).await {
+        match self.call(api, &query, Body::None).await {
             Ok((s, _)) => Ok(s),
             // A 40163 right after our own timed-out attempt most likely means our first request
             // did reach WeChat and used the code: that is WeChat's failure, not the client's.

@@ -6,5 +6,5 @@ pub mod crypto;
 pub mod message;
 pub mod token;
 
-pub use client::{CallError, CodeSession, UserInfo, WechatClient};
+pub use client::{CallError, CodeSession, OAuthSession, UserInfo, WechatClient};
 pub use token::AccessTokens;

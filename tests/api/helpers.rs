@@ -18,6 +18,7 @@ pub const MP_OTHER: &str = "wx3000000000000001";
 pub const OA: &str = "wx2000000000000001";
 pub const OA_CLASSIC: &str = "wx2000000000000002";
 pub const OA_UNBOUND: &str = "wx4000000000000001";
+pub const WEB: &str = "wx5000000000000001";
 pub const OA_TOKEN: &str = "test-callback-token";
 pub const OA_AES_KEY: &str = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C";
 pub const WELCOME: &str = "Welcome to ACME <3";
@@ -68,6 +69,12 @@ kind = "official_account"
 open_platform = "acme"
 token = "test-callback-token"
 token_endpoint = "classic"
+
+[[apps]]
+app_id = "wx5000000000000001"
+secret = "secret-web"
+kind = "website"
+open_platform = "acme"
 
 [[apps]]
 app_id = "wx4000000000000001"

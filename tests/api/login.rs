@@ -102,14 +102,34 @@ async fn a_made_up_code_is_invalid_code_with_errcode_40029() {
 }
 
 #[tokio::test]
-async fn an_unconfigured_or_wrong_kind_app_is_unknown_app() {
+async fn an_unconfigured_app_is_unknown_app() {
     let app = spawn_app().await;
     let v = app.login_with_code("wx9999999999999999", "somecode").await;
     assert_eq!(error_code(&v), Some("UNKNOWN_APP"));
-    // An official account is configured, but not for mini-program login.
-    let v = app.login_with_code(OA, "somecode").await;
-    assert_eq!(error_code(&v), Some("UNKNOWN_APP"));
     assert_eq!(app.sim_counts().await.get("sns/jscode2session"), None);
+}
+
+#[tokio::test]
+async fn an_oauth_code_from_a_website_or_official_account_logs_in_the_same_user() {
+    let app = spawn_app().await;
+    let mini = app.login(MP1, "olga").await;
+    let web = app.login(WEB, "olga").await;
+    assert_eq!(web["isNewUser"], false);
+    assert_eq!(web["user"]["id"], mini["user"]["id"]);
+    assert_eq!(web["identity"]["appKind"], "WEBSITE");
+    let oa = app.login(OA, "olga").await;
+    assert_eq!(oa["user"]["id"], mini["user"]["id"]);
+    assert_eq!(oa["identity"]["appKind"], "OFFICIAL_ACCOUNT");
+    assert_eq!(oa["user"]["identities"].as_array().unwrap().len(), 3);
+    let counts = app.sim_counts().await;
+    assert_eq!(counts["sns/oauth2/access_token"], 2);
+    assert_eq!(counts["sns/jscode2session"], 1);
+    // OAuth codes are single use too.
+    let code = app.mint_code(WEB, "olga").await;
+    assert!(app.login_with_code(WEB, &code).await["errors"].is_null());
+    let v = app.login_with_code(WEB, &code).await;
+    assert_eq!(error_code(&v), Some("INVALID_CODE"));
+    assert_eq!(v["errors"][0]["extensions"]["wechatErrcode"], 40163);
 }
 
 #[tokio::test]
