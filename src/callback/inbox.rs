@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use entity::jobs;
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, Statement};
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use crate::error::{Error, Result};
@@ -105,10 +105,34 @@ fn take_queued(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
     }
 }
 
+/// On PostgreSQL one constant statement takes the whole batch as arrays (`UNNEST`): it is
+/// prepared once per connection and costs no per-row SQL building. SQLite gets a multi-row
+/// `INSERT`.
 async fn flush(
     db: &DatabaseConnection,
     batch: &[Pending],
 ) -> std::result::Result<(), sea_orm::DbErr> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        let column =
+            |f: fn(&NewJob) -> String| -> Vec<String> { batch.iter().map(|(j, _)| f(j)).collect() };
+        let times: Vec<DateTime<Utc>> = batch.iter().map(|(j, _)| j.now).collect();
+        let stmt = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO jobs (kind, app_id, dedupe_key, payload, status, attempts, run_at, created_at) \
+             SELECT k, a, d, p, 'pending', 0, t, t \
+             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS u(k, a, d, p, t) \
+             ON CONFLICT (dedupe_key) DO NOTHING",
+            [
+                column(|j| j.kind.to_owned()).into(),
+                column(|j| j.app_id.clone()).into(),
+                column(|j| j.dedupe_key.clone()).into(),
+                column(|j| j.payload.clone()).into(),
+                times.into(),
+            ],
+        );
+        db.execute_raw(stmt).await?;
+        return Ok(());
+    }
     let rows = batch.iter().map(|(j, _)| jobs::ActiveModel {
         id: sea_orm::ActiveValue::NotSet,
         kind: sea_orm::ActiveValue::Set(j.kind.to_owned()),
