@@ -1,6 +1,7 @@
 //! Everything that speaks WeChat's wire format: the HTTP API client, the shared access-token
 //! manager, the message crypto and the callback XML.
 
+pub mod callback;
 pub mod client;
 pub mod crypto;
 pub mod message;

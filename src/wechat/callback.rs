@@ -1,0 +1,226 @@
+//! Opening one official-account callback request the way WeChat sealed it, and sealing the
+//! reply: the signature over (token, timestamp, nonce), in compatible and safe mode the
+//! `msg_signature` and AES envelope, then the hardened XML reader. No HTTP here: the route
+//! maps a [`Refusal`] to a status code.
+
+use std::collections::HashMap;
+
+use secrecy::ExposeSecret;
+
+use super::crypto::{self, CryptoError, MsgCrypt};
+use super::message::{self, Message};
+use crate::config::AppConfig;
+
+/// Why a request is refused; nothing is recorded for any of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A signature is missing or wrong.
+    Unauthorized(&'static str),
+    /// The body is not a well-formed WeChat message for this account.
+    Malformed(&'static str),
+}
+
+/// A verified, decrypted, parsed message.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub message: Message,
+    /// It came AES-encrypted (compatible or safe mode): a reply must be too.
+    pub encrypted: bool,
+}
+
+/// Checks `signature = sha1(sort(token, timestamp, nonce))` in constant time.
+pub fn signature_ok(app: &AppConfig, q: &HashMap<String, String>) -> bool {
+    let (Some(token), Some(sig), Some(ts), Some(nonce)) = (
+        &app.token,
+        q.get("signature"),
+        q.get("timestamp"),
+        q.get("nonce"),
+    ) else {
+        return false;
+    };
+    crypto::signatures_match(&crypto::signature(token.expose_secret(), ts, nonce), sig)
+}
+
+/// Verifies and opens a POSTed message.
+pub fn open(app: &AppConfig, q: &HashMap<String, String>, body: &[u8]) -> Result<Opened, Refusal> {
+    if !signature_ok(app, q) {
+        return Err(Refusal::Unauthorized("bad signature"));
+    }
+    let body = std::str::from_utf8(body).map_err(|_| Refusal::Malformed("body is not UTF-8"))?;
+    let encrypted = q.get("encrypt_type").is_some_and(|t| t == "aes");
+    // An account with an EncodingAESKey is in compatible or safe mode, where WeChat always
+    // encrypts. A plaintext body would be authenticated by nothing but a replayable
+    // signature, so it is refused.
+    if !encrypted && app.encoding_aes_key.is_some() {
+        return Err(Refusal::Malformed(
+            "this account expects encrypted messages",
+        ));
+    }
+    let message = if encrypted {
+        message::parse_message(&decrypt(app, q, body)?)
+    } else {
+        message::parse_message(body)
+    }
+    .map_err(|_| Refusal::Malformed("not a WeChat message"))?;
+    if q.get("openid")
+        .is_some_and(|o| *o != message.from_user_name)
+    {
+        return Err(Refusal::Malformed("openid does not match FromUserName"));
+    }
+    Ok(Opened { message, encrypted })
+}
+
+/// Safe and compatible mode: check `msg_signature` over the envelope and decrypt it.
+fn decrypt(app: &AppConfig, q: &HashMap<String, String>, body: &str) -> Result<String, Refusal> {
+    let (Some(token), Some(key)) = (&app.token, &app.encoding_aes_key) else {
+        return Err(Refusal::Malformed(
+            "encrypted message for an account without an EncodingAESKey",
+        ));
+    };
+    let (Some(msg_sig), Some(ts), Some(nonce)) =
+        (q.get("msg_signature"), q.get("timestamp"), q.get("nonce"))
+    else {
+        return Err(Refusal::Unauthorized("missing msg_signature"));
+    };
+    let envelope =
+        message::parse_envelope(body).map_err(|_| Refusal::Malformed("not a WeChat message"))?;
+    let encrypt = envelope
+        .encrypt
+        .ok_or(Refusal::Malformed("no Encrypt element"))?;
+    // The key was validated with the configuration; a failure here cannot be the caller's.
+    let mc = MsgCrypt::new(token.expose_secret(), key.expose_secret(), &app.app_id)
+        .map_err(|_| Refusal::Malformed("cannot decrypt the envelope"))?;
+    mc.verify_and_decrypt(msg_sig, ts, nonce, &encrypt)
+        .map_err(|e| match e {
+            CryptoError::BadSignature => Refusal::Unauthorized("bad msg_signature"),
+            CryptoError::AppIdMismatch => Refusal::Malformed("envelope is for another app"),
+            _ => Refusal::Malformed("cannot decrypt the envelope"),
+        })
+}
+
+/// A passive text reply to the sender of `to`, encrypted and signed with the request's
+/// timestamp and nonce when the message came encrypted.
+pub fn text_reply(
+    app: &AppConfig,
+    q: &HashMap<String, String>,
+    opened: &Opened,
+    text: &str,
+    now: i64,
+) -> String {
+    let msg = &opened.message;
+    let xml = message::reply_text_xml(&msg.from_user_name, &msg.to_user_name, now, text);
+    let (Some(token), Some(key), true) = (&app.token, &app.encoding_aes_key, opened.encrypted)
+    else {
+        return xml;
+    };
+    let Ok(mc) = MsgCrypt::new(token.expose_secret(), key.expose_secret(), &app.app_id) else {
+        return xml;
+    };
+    let ts = q
+        .get("timestamp")
+        .cloned()
+        .unwrap_or_else(|| now.to_string());
+    let nonce = q.get("nonce").cloned().unwrap_or_default();
+    mc.encrypt_reply(&xml, &ts, &nonce, rand::random())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AppKind, TokenEndpoint};
+    use secrecy::SecretString;
+
+    const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";
+
+    fn account(aes: bool) -> AppConfig {
+        AppConfig {
+            app_id: "wx2000000000000001".into(),
+            secret: SecretString::from("s"),
+            kind: AppKind::OfficialAccount,
+            open_platform: None,
+            token: Some(SecretString::from("tok")),
+            encoding_aes_key: aes.then(|| SecretString::from(KEY)),
+            token_endpoint: TokenEndpoint::Stable,
+            subscribe_reply: None,
+        }
+    }
+
+    fn query(extra: &[(&str, &str)]) -> HashMap<String, String> {
+        let mut q: HashMap<String, String> = [
+            ("signature", crypto::signature("tok", "1", "n")),
+            ("timestamp", "1".to_owned()),
+            ("nonce", "n".to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (k, v) in extra {
+            q.insert((*k).to_owned(), (*v).to_owned());
+        }
+        q
+    }
+
+    const EVENT: &str = "<xml><ToUserName>gh</ToUserName><FromUserName>oUser</FromUserName><CreateTime>1</CreateTime><MsgType>event</MsgType><Event>subscribe</Event></xml>";
+
+    #[test]
+    fn a_signed_plaintext_message_opens() {
+        let opened = open(
+            &account(false),
+            &query(&[("openid", "oUser")]),
+            EVENT.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(opened.message.from_user_name, "oUser");
+        assert!(!opened.encrypted);
+    }
+
+    #[test]
+    fn a_wrong_signature_or_openid_is_refused() {
+        let mut q = query(&[]);
+        q.insert("signature".into(), "0".repeat(40));
+        assert_eq!(
+            open(&account(false), &q, EVENT.as_bytes()).unwrap_err(),
+            Refusal::Unauthorized("bad signature")
+        );
+        let q = query(&[("openid", "oSomeoneElse")]);
+        assert!(matches!(
+            open(&account(false), &q, EVENT.as_bytes()),
+            Err(Refusal::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_safe_mode_message_opens_and_its_reply_is_sealed_for_wechat() {
+        let mc = MsgCrypt::new("tok", KEY, "wx2000000000000001").unwrap();
+        let encrypt = mc.encrypt(EVENT, [7; 16]);
+        let sig = crypto::msg_signature("tok", "1", "n", &encrypt);
+        let q = query(&[("encrypt_type", "aes"), ("msg_signature", &sig)]);
+        let body = message::encrypted_envelope_xml("gh", &encrypt);
+        let opened = open(&account(true), &q, body.as_bytes()).unwrap();
+        assert!(opened.encrypted);
+        let reply = text_reply(&account(true), &q, &opened, "hi", 2);
+        let envelope = message::parse_envelope(&reply).unwrap();
+        let field = |name: &str| {
+            let start = reply.find(&format!("<{name}>")).unwrap() + name.len() + 2;
+            let end = reply[start..].find(&format!("</{name}>")).unwrap() + start;
+            reply[start..end]
+                .trim_start_matches("<![CDATA[")
+                .trim_end_matches("]]>")
+                .to_owned()
+        };
+        let xml = mc
+            .verify_and_decrypt(&field("MsgSignature"), "1", "n", &envelope.encrypt.unwrap())
+            .unwrap();
+        let reply_msg = message::parse_message(&xml).unwrap();
+        assert_eq!(reply_msg.to_user_name, "oUser");
+        assert!(xml.contains("hi"));
+    }
+
+    #[test]
+    fn plaintext_for_an_aes_account_is_refused() {
+        assert_eq!(
+            open(&account(true), &query(&[]), EVENT.as_bytes()).unwrap_err(),
+            Refusal::Malformed("this account expects encrypted messages")
+        );
+    }
+}
