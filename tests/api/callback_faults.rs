@@ -278,3 +278,39 @@ async fn done_jobs_are_pruned_after_their_retention_but_dead_ones_stay() {
     assert_eq!(app.count(dead).await, 1);
     assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 1);
 }
+
+#[tokio::test]
+async fn the_simulator_retries_like_wechat_when_the_server_is_too_slow() {
+    let app = spawn_app().await;
+    // A server that answers, but only after the simulator's (shortened) WeChat timeout.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow = listener.local_addr().unwrap();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let router = axum::Router::new().route(
+        "/wechat/callback/{app_id}",
+        axum::routing::post(move || {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                "success"
+            }
+        }),
+    );
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let started = Instant::now();
+    let report = app
+        .sim_post(
+            "/sim/follow",
+            json!({ "app_id": OA, "person": "lou", "target": format!("http://{slow}"), "timeout_ms": 100 }),
+        )
+        .await;
+    server.abort();
+    assert_eq!(report["delivered"], false, "{report}");
+    let attempts = report["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3, "{report}");
+    assert!(attempts.iter().all(|a| a["error"] == "timeout"), "{report}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -176,3 +176,35 @@ async fn forced_refreshes_are_capped_per_app() {
         "fetches continued past the cap: {fetches:?}"
     );
 }
+
+#[tokio::test]
+async fn the_simulated_stable_token_follows_wechats_rules() {
+    let app = spawn_app().await;
+    let url = app.sim_url("/cgi-bin/stable_token");
+    let body = |force: bool| json!({ "grant_type": "client_credential", "appid": OA, "secret": "secret-oa", "force_refresh": force });
+    let first = post_json(&app.http, &url, &body(false)).await;
+    assert_eq!(first["expires_in"], 7200);
+    let token = first["access_token"].as_str().unwrap().to_owned();
+    // Normal mode returns the same token while it is valid.
+    assert_eq!(
+        post_json(&app.http, &url, &body(false)).await["access_token"],
+        token.as_str()
+    );
+    // force_refresh replaces it, and the old one stops working at once.
+    let forced = post_json(&app.http, &url, &body(true)).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(forced, token);
+    let info = |t: &str| app.sim_url(&format!("/cgi-bin/user/info?access_token={t}&openid=x"));
+    assert_eq!(get_json(&app.http, &info(&token)).await["errcode"], 40001);
+    assert_eq!(get_json(&app.http, &info(&forced)).await["errcode"], 40003);
+    // A second force within 30 s does not refresh again.
+    assert_eq!(
+        post_json(&app.http, &url, &body(true)).await["access_token"],
+        forced.as_str()
+    );
+    // A wrong secret is 40125.
+    let wrong = json!({ "grant_type": "client_credential", "appid": OA, "secret": "nope" });
+    assert_eq!(post_json(&app.http, &url, &wrong).await["errcode"], 40125);
+}
