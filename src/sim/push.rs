@@ -274,27 +274,15 @@ fn decode_reply(app: &SimApp, mode: Mode, body: &str) -> Value {
     let Ok(mc) = crypto::MsgCrypt::new(token, key, &app.app_id) else {
         return Value::Null;
     };
-    let field = |name: &str| {
-        let open = format!("<{name}>");
-        let close = format!("</{name}>");
-        let start = body.find(&open)? + open.len();
-        let end = body[start..].find(&close)? + start;
-        Some(
-            body[start..end]
-                .trim_start_matches("<![CDATA[")
-                .trim_end_matches("]]>")
-                .to_owned(),
-        )
-    };
-    let (Some(encrypt), Some(sig), Some(ts), Some(nonce)) = (
-        field("Encrypt"),
-        field("MsgSignature"),
-        field("TimeStamp"),
-        field("Nonce"),
-    ) else {
+    let Ok(reply) = message::parse_reply_envelope(body) else {
         return json!({ "error": "reply is not an encrypted envelope" });
     };
-    match mc.verify_and_decrypt(&sig, &ts, &nonce, &encrypt) {
+    match mc.verify_and_decrypt(
+        &reply.msg_signature,
+        &reply.timestamp,
+        &reply.nonce,
+        &reply.encrypt,
+    ) {
         Ok(xml) => json!({ "verified": true, "xml": xml }),
         Err(e) => json!({ "verified": false, "error": e.to_string() }),
     }

@@ -199,17 +199,13 @@ mod tests {
         let opened = open(&account(true), &q, body.as_bytes()).unwrap();
         assert!(opened.encrypted);
         let reply = text_reply(&account(true), &q, &opened, "hi", 2);
-        let envelope = message::parse_envelope(&reply).unwrap();
-        let field = |name: &str| {
-            let start = reply.find(&format!("<{name}>")).unwrap() + name.len() + 2;
-            let end = reply[start..].find(&format!("</{name}>")).unwrap() + start;
-            reply[start..end]
-                .trim_start_matches("<![CDATA[")
-                .trim_end_matches("]]>")
-                .to_owned()
-        };
+        let sealed = message::parse_reply_envelope(&reply).unwrap();
+        assert_eq!(
+            (sealed.timestamp.as_str(), sealed.nonce.as_str()),
+            ("1", "n")
+        );
         let xml = mc
-            .verify_and_decrypt(&field("MsgSignature"), "1", "n", &envelope.encrypt.unwrap())
+            .verify_and_decrypt(&sealed.msg_signature, "1", "n", &sealed.encrypt)
             .unwrap();
         let reply_msg = message::parse_message(&xml).unwrap();
         assert_eq!(reply_msg.to_user_name, "oUser");

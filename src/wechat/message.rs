@@ -174,6 +174,28 @@ pub fn parse_envelope(xml: &str) -> Result<Envelope, MessageError> {
     })
 }
 
+/// The safe-mode reply body a server sends back to WeChat: ciphertext plus the signature,
+/// timestamp and nonce it was signed with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplyEnvelope {
+    pub encrypt: String,
+    pub msg_signature: String,
+    pub timestamp: String,
+    pub nonce: String,
+}
+
+/// Parse a safe-mode reply with the same hardened reader, as WeChat (or the simulator playing
+/// it) does before verifying and decrypting it.
+pub fn parse_reply_envelope(xml: &str) -> Result<ReplyEnvelope, MessageError> {
+    let fields = parse_fields(xml)?;
+    Ok(ReplyEnvelope {
+        encrypt: fields.required("Encrypt")?,
+        msg_signature: fields.required("MsgSignature")?,
+        timestamp: fields.required("TimeStamp")?,
+        nonce: fields.required("Nonce")?,
+    })
+}
+
 /// Parse a plaintext (or decrypted) callback into a [`Message`], enforcing
 /// the fields every callback carries and validating the openid.
 pub fn parse_message(xml: &str) -> Result<Message, MessageError> {
