@@ -29,6 +29,14 @@ pub enum AppKind {
 }
 
 impl AppKind {
+    /// Every kind, for operations any app may use (`loginWithCode`).
+    pub const ALL: [AppKind; 4] = [
+        AppKind::MiniProgram,
+        AppKind::OfficialAccount,
+        AppKind::Website,
+        AppKind::Mobile,
+    ];
+
     /// The stable name stored in the database and written in the configuration.
     pub fn as_str(self) -> &'static str {
         match self {

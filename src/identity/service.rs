@@ -87,15 +87,7 @@ impl Service {
     /// (for later decryption of user data) and never leaves the server.
     #[tracing::instrument(skip_all, fields(app_id = %app_id))]
     pub async fn login_with_code(&self, app_id: &AppId, code: &LoginCode) -> Result<Login> {
-        let app = self.app(
-            app_id,
-            &[
-                AppKind::MiniProgram,
-                AppKind::OfficialAccount,
-                AppKind::Website,
-                AppKind::Mobile,
-            ],
-        )?;
+        let app = self.app(app_id, &AppKind::ALL)?;
         let (open_id, union_id) = match app.kind {
             AppKind::MiniProgram => {
                 let session = self.wechat.code_to_session(app, code).await?;
