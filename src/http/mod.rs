@@ -18,17 +18,23 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::app::AppState;
 
+pub use graphql::MAX_OPERATION_LABELS;
+
 /// The largest callback body accepted (WeChat's are a few KiB).
 pub const CALLBACK_BODY_LIMIT: usize = 64 * 1024;
-/// The largest GraphQL request accepted.
+/// The largest GraphQL request accepted (enforced while reading, see `graphql::post`).
 pub const GRAPHQL_BODY_LIMIT: usize = 256 * 1024;
 
 /// Every route wxunion serves.
 pub fn router(state: AppState) -> Router {
     let cors = cors(&state.service.config.cors_allowed_origins);
     let graphql = Router::new()
-        .route("/graphql", get(graphql::graphiql).post(graphql::execute))
-        .layer(DefaultBodyLimit::max(GRAPHQL_BODY_LIMIT))
+        .route(
+            "/graphql",
+            get(graphql::get)
+                .post(graphql::post)
+                .fallback(graphql::method_not_allowed),
+        )
         .layer(cors);
     let callback = Router::new()
         .route(

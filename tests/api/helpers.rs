@@ -405,3 +405,26 @@ pub const RESOLVE: &str = "mutation($appId: String!, $openId: String!) {
     identity { appId appKind openId unionId subscribed }
   }
 }";
+
+/// A Node project under `tests/` (a pinned `package-lock.json`), installed with `npm ci` the
+/// first time it is needed. Node and npm must be on the PATH.
+pub async fn node_project(name: &str) -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(name);
+    if !dir.join("node_modules").exists() {
+        let out = tokio::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&dir)
+            .output()
+            .await
+            .expect("npm must be installed to run the Node-driven tests");
+        assert!(
+            out.status.success(),
+            "npm ci in {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    dir
+}

@@ -8,6 +8,7 @@ mod auth;
 mod callback;
 mod callback_faults;
 mod cli;
+mod graphql_http;
 mod helpers;
 mod login;
 mod ops;

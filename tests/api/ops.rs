@@ -54,7 +54,13 @@ async fn metrics_count_requests_and_wechat_calls() {
 #[tokio::test]
 async fn graphiql_is_served_on_get() {
     let app = spawn_app().await;
-    let resp = app.http.get(app.url("/graphql")).send().await.unwrap();
+    let resp = app
+        .http
+        .get(app.url("/graphql"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     assert!(
         resp.headers()["content-type"]
