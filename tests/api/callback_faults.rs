@@ -166,8 +166,9 @@ impl Drop for KillOnDrop {
 
 #[tokio::test]
 async fn jobs_left_by_a_killed_process_are_completed_after_a_restart() {
-    let database_url = fresh_postgres().await;
     let prefix = format!("wxunion-test-{}:", uuid::Uuid::new_v4().simple());
+    let test_db = fresh_postgres().await.with_redis_prefix(&prefix);
+    let database_url = test_db.url.clone();
     let tmp = tempfile::tempdir().unwrap();
     let config = load_config(tmp.path(), APPS_TOML);
     let sim = wxunion::sim::Simulator::spawn(sim_apps(&config), "127.0.0.1:0".parse().unwrap())

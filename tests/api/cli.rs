@@ -115,7 +115,8 @@ fn schema_graphql_equals_what_wxunion_schema_prints() {
 
 #[tokio::test]
 async fn migrate_applies_migrations_and_exits() {
-    let url = fresh_postgres().await;
+    let test_db = fresh_postgres().await;
+    let url = test_db.url.clone();
     let out = wxunion()
         .arg("migrate")
         .env("WXUNION_CONFIG", "/dev/null")

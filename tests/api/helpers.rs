@@ -121,12 +121,18 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub config: Config,
     server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// The database and Redis keys this app created (none when it shares another's).
+    owned: Option<TestDb>,
     _tmp: tempfile::TempDir,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
+        if let Some(mut owned) = self.owned.take() {
+            owned.redis_prefix = Some(self.redis_prefix.clone());
+            drop(owned);
+        }
     }
 }
 
@@ -134,8 +140,16 @@ pub async fn spawn_app() -> TestApp {
     spawn_with(Options::default()).await
 }
 
-/// Creates a uniquely named, empty Postgres database and returns its URL.
-pub async fn fresh_postgres() -> String {
+/// A uniquely named, empty Postgres database, dropped (with any Redis keys under `prefix`)
+/// when this guard goes out of scope, also when the test fails.
+pub struct TestDb {
+    pub url: String,
+    name: String,
+    redis_prefix: Option<String>,
+}
+
+/// Creates a uniquely named, empty Postgres database.
+pub async fn fresh_postgres() -> TestDb {
     use sea_orm::ConnectionTrait;
     let name = format!("wxunion_test_{}", uuid::Uuid::new_v4().simple());
     let admin = sea_orm::Database::connect("postgres://postgres@127.0.0.1:5432/postgres")
@@ -146,7 +160,91 @@ pub async fn fresh_postgres() -> String {
         .await
         .unwrap();
     admin.close().await.unwrap();
-    format!("postgres://postgres@127.0.0.1:5432/{name}")
+    TestDb {
+        url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+        name,
+        redis_prefix: None,
+    }
+}
+
+/// Deletes the Redis keys of a test (all start with its unique prefix).
+async fn delete_redis_keys(prefix: &str) -> redis::RedisResult<()> {
+    let client = redis::Client::open("redis://127.0.0.1:6379")?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            redis::cmd("DEL")
+                .arg(&keys)
+                .query_async::<()>(&mut conn)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+/// Removes a test's database (if it owns one) and Redis keys. Runs on its own thread and
+/// runtime, since `Drop` cannot await and the test's runtime may be shutting down.
+fn clean_up(database: Option<String>, redis_prefix: Option<String>) {
+    let work = move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            use sea_orm::ConnectionTrait;
+            if let Some(name) = database
+                && let Ok(admin) =
+                    sea_orm::Database::connect("postgres://postgres@127.0.0.1:5432/postgres").await
+            {
+                let _ = admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await;
+                let _ = admin.close().await;
+            }
+            if let Some(prefix) = redis_prefix {
+                let _ = delete_redis_keys(&prefix).await;
+            }
+        });
+    };
+    let _ = std::thread::spawn(work).join();
+}
+
+impl TestDb {
+    /// A guard for Redis keys only (SQLite tests keep their file in a temporary folder).
+    pub fn redis_only(prefix: &str) -> TestDb {
+        TestDb {
+            url: String::new(),
+            name: String::new(),
+            redis_prefix: Some(prefix.to_owned()),
+        }
+    }
+
+    /// Also delete the Redis keys under `prefix` when this database goes.
+    pub fn with_redis_prefix(mut self, prefix: &str) -> TestDb {
+        self.redis_prefix = Some(prefix.to_owned());
+        self
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let database = Some(self.name.clone()).filter(|n| !n.is_empty());
+        clean_up(database, self.redis_prefix.take());
+    }
 }
 
 /// Loads `text` through the real configuration loader.
@@ -172,20 +270,27 @@ fn init_logs() {
 pub async fn spawn_with(opts: Options) -> TestApp {
     init_logs();
     let tmp = tempfile::tempdir().unwrap();
+    let mut owned = None;
     let (database_url, redis_prefix) = match opts.share {
         Some(shared) => shared,
         None => {
+            let prefix = format!("wxunion-test-{}:", uuid::Uuid::new_v4().simple());
             let url = match opts.db {
-                Db::Postgres => fresh_postgres().await,
-                Db::Sqlite => format!(
-                    "sqlite://{}?mode=rwc",
-                    tmp.path().join("wxunion.db").display()
-                ),
+                Db::Postgres => {
+                    let db = fresh_postgres().await;
+                    let url = db.url.clone();
+                    owned = Some(db);
+                    url
+                }
+                Db::Sqlite => {
+                    owned = Some(TestDb::redis_only(&prefix));
+                    format!(
+                        "sqlite://{}?mode=rwc",
+                        tmp.path().join("wxunion.db").display()
+                    )
+                }
             };
-            (
-                url,
-                format!("wxunion-test-{}:", uuid::Uuid::new_v4().simple()),
-            )
+            (url, prefix)
         }
     };
     let text = format!(
@@ -217,6 +322,7 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         http: reqwest::Client::new(),
         config,
         server,
+        owned,
         _tmp: tmp,
     }
 }

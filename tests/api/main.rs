@@ -5,10 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod auth;
+mod cache;
 mod callback;
 mod callback_faults;
 mod cli;
 mod graphql_http;
+mod harness;
 mod helpers;
 mod login;
 mod ops;
