@@ -1,11 +1,14 @@
 //! The one mapping from domain errors to GraphQL `extensions.code`.
 //!
-//! Resolvers must go through [`to_graphql`] (a bare `?` would compile and silently drop the
-//! code); the exhaustive `match` makes a new error variant a compile error here.
+//! async-graphql's `custom-error-conversion` feature removes its blanket conversion from any
+//! `Display` type, so the only way a domain error becomes a GraphQL error is the `From` impl
+//! below: a resolver's bare `?` gets the right code, and an error of another type does not
+//! compile. The exhaustive `match` makes a new error variant a compile error here.
 
 use async_graphql::ErrorExtensions;
 
 use crate::error::Error;
+use crate::identity::Service;
 
 /// The `extensions.code` of a domain error.
 pub fn code(e: &Error) -> &'static str {
@@ -40,9 +43,20 @@ pub fn to_graphql(e: Error) -> async_graphql::Error {
     })
 }
 
-/// Runs a domain computation and maps its error; the only way resolvers return.
-pub async fn run<T>(f: impl Future<Output = crate::error::Result<T>>) -> async_graphql::Result<T> {
-    f.await.map_err(to_graphql)
+impl From<Error> for async_graphql::Error {
+    fn from(e: Error) -> Self {
+        to_graphql(e)
+    }
+}
+
+/// The service from the schema data; its absence is a wiring bug, reported as `INTERNAL`.
+pub fn service<'a>(ctx: &async_graphql::Context<'a>) -> crate::error::Result<&'a Service> {
+    ctx.data::<Service>().map_err(|e| {
+        Error::internal(anyhow::anyhow!(
+            "schema built without a service: {}",
+            e.message
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -3,9 +3,9 @@
 use async_graphql::{Context, Object};
 
 use super::auth::caller;
-use super::errors::run;
+use super::errors::service;
 use super::types::{LoginPayload, ResolvePayload};
-use crate::identity::{AppId, LoginCode, OpenId, Service};
+use crate::identity::{AppId, LoginCode, OpenId};
 
 /// The root mutation type.
 pub struct Mutation;
@@ -21,20 +21,16 @@ impl Mutation {
         app_id: String,
         code: String,
     ) -> async_graphql::Result<LoginPayload> {
-        let service = ctx.data::<Service>()?;
-        run(async {
-            let app_id = AppId::parse(&app_id)?;
-            let code = LoginCode::parse(&code)?;
-            let login = service.login_with_code(&app_id, &code).await?;
-            Ok(LoginPayload {
-                session_token: login.session_token,
-                expires_at: login.expires_at,
-                is_new_user: login.is_new_user,
-                user: login.user.into(),
-                identity: login.identity.into(),
-            })
+        let app_id = AppId::parse(&app_id)?;
+        let code = LoginCode::parse(&code)?;
+        let login = service(ctx)?.login_with_code(&app_id, &code).await?;
+        Ok(LoginPayload {
+            session_token: login.session_token,
+            expires_at: login.expires_at,
+            is_new_user: login.is_new_user,
+            user: login.user.into(),
+            identity: login.identity.into(),
         })
-        .await
     }
 
     /// Service callers only: resolve an official-account openid to its unionid
@@ -45,17 +41,13 @@ impl Mutation {
         app_id: String,
         open_id: String,
     ) -> async_graphql::Result<ResolvePayload> {
-        let service = ctx.data::<Service>()?;
-        run(async {
-            caller(ctx).require_service()?;
-            let app_id = AppId::parse(&app_id)?;
-            let open_id = OpenId::parse(&open_id)?;
-            let (user, identity) = service.resolve_open_id(&app_id, &open_id).await?;
-            Ok(ResolvePayload {
-                user: user.into(),
-                identity: identity.into(),
-            })
+        caller(ctx).require_service()?;
+        let app_id = AppId::parse(&app_id)?;
+        let open_id = OpenId::parse(&open_id)?;
+        let (user, identity) = service(ctx)?.resolve_open_id(&app_id, &open_id).await?;
+        Ok(ResolvePayload {
+            user: user.into(),
+            identity: identity.into(),
         })
-        .await
     }
 }

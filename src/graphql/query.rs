@@ -3,9 +3,10 @@
 use async_graphql::{Context, Object};
 
 use super::auth::{Caller, caller};
-use super::errors::run;
+use super::errors::service;
 use super::types::UserGql;
-use crate::identity::{Service, UnionId};
+use crate::error::Error;
+use crate::identity::UnionId;
 
 /// The root query type.
 pub struct Query;
@@ -18,27 +19,20 @@ impl Query {
         ctx: &Context<'_>,
         union_id: String,
     ) -> async_graphql::Result<Option<UserGql>> {
-        let service = ctx.data::<Service>()?;
-        run(async {
-            caller(ctx).require_service()?;
-            let union_id = UnionId::parse(&union_id)?;
-            Ok(service
-                .user_by_union_id(&union_id)
-                .await?
-                .map(UserGql::from))
-        })
-        .await
+        caller(ctx).require_service()?;
+        let union_id = UnionId::parse(&union_id)?;
+        Ok(service(ctx)?
+            .user_by_union_id(&union_id)
+            .await?
+            .map(UserGql::from))
     }
 
     /// End users: the user behind the session token (null for an API key, which is no one).
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<UserGql>> {
-        run(async {
-            match caller(ctx) {
-                Caller::EndUser(user) => Ok(Some(UserGql::from(user.clone()))),
-                Caller::Service { .. } => Ok(None),
-                Caller::Anonymous | Caller::Unknown => Err(crate::error::Error::Unauthenticated),
-            }
-        })
-        .await
+        match caller(ctx) {
+            Caller::EndUser(user) => Ok(Some(UserGql::from(user.clone()))),
+            Caller::Service { .. } => Ok(None),
+            Caller::Anonymous | Caller::Unknown => Err(Error::Unauthenticated.into()),
+        }
     }
 }

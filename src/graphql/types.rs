@@ -4,9 +4,9 @@
 use async_graphql::{ComplexObject, Context, Enum, ID, SimpleObject};
 use chrono::{DateTime, Utc};
 
-use super::errors::run;
+use super::errors::service;
 use crate::config::AppKind;
-use crate::identity::{self, Service};
+use crate::identity;
 
 /// The kind of WeChat app an identity belongs to.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -43,16 +43,12 @@ pub struct UserGql {
 impl UserGql {
     /// One per (app, openid), oldest first.
     async fn identities(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<IdentityGql>> {
-        let service = ctx.data::<Service>()?;
-        run(async {
-            Ok(service
-                .identities(self.id.as_str())
-                .await?
-                .into_iter()
-                .map(IdentityGql::from)
-                .collect())
-        })
-        .await
+        Ok(service(ctx)?
+            .identities(self.id.as_str())
+            .await?
+            .into_iter()
+            .map(IdentityGql::from)
+            .collect())
     }
 }
 

@@ -301,15 +301,24 @@ fn body_of(resp: async_graphql::Response, executed: bool) -> Value {
         }
         if let Some(Value::Array(errs)) = map.get_mut("errors") {
             for err in errs {
-                // Errors without a code come from async-graphql itself: the document did not
-                // parse or validate, or a variable did not fit its type.
                 let Value::Object(err) = err else { continue };
+                let message = err.get("message").cloned();
                 let ext = err
                     .entry("extensions")
                     .or_insert_with(|| Value::Object(Map::new()));
                 if let Value::Object(ext) = ext {
-                    ext.entry("code")
-                        .or_insert_with(|| Value::String("BAD_REQUEST".to_owned()));
+                    ext.entry("code").or_insert_with(|| {
+                        // Before execution, errors without a code come from async-graphql
+                        // itself: the document did not validate or a variable did not fit its
+                        // type. During execution every error is a domain error with its code
+                        // (`graphql::errors`); one without is a bug.
+                        if executed {
+                            tracing::error!(?message, "GraphQL error without a code");
+                            Value::String("INTERNAL".to_owned())
+                        } else {
+                            Value::String("BAD_REQUEST".to_owned())
+                        }
+                    });
                 }
             }
         }
