@@ -14,6 +14,7 @@ pub mod cache;
 pub mod callback;
 pub mod clock;
 pub mod config;
+pub mod domain;
 pub mod error;
 pub mod graphql;
 pub mod http;

@@ -1,15 +1,9 @@
-//! Linking an (app, openid) sighting to a user: the heart of wxunion.
+//! Applying the linking rules of [`crate::domain::link`]: read the facts in a transaction,
+//! let `decide` choose, apply its decision in the same transaction.
 //!
-//! Every path that learns of a person (a login, a callback event, `user/info`) ends here.
-//! The rules, in one transaction:
-//! - a new (app, openid) becomes an identity of the user that owns its unionid, creating that
-//!   user if needed; without a unionid it gets a user of its own;
-//! - a known identity whose unionid turns up joins the unionid's user: its own user adopts the
-//!   unionid when nobody has it yet, or is merged into the user who has (`merged_into`), with
-//!   its identities and sessions moved across;
-//! - inserts use `ON CONFLICT DO NOTHING` and the unique keys on `(scope, union_id)` and
-//!   `(app_id, open_id)`, so concurrent first logins of one person create one user; a lost
-//!   race is retried from the top.
+//! Inserts use `ON CONFLICT DO NOTHING` and the unique keys on `(scope, union_id)` and
+//! `(app_id, open_id)`, so concurrent first logins of one person create one user; a lost race
+//! is retried from the top.
 
 use chrono::{DateTime, Utc};
 use entity::{identities, sessions, users};
@@ -20,6 +14,7 @@ use sea_orm::{
 };
 
 use crate::config::AppConfig;
+use crate::domain::link::{CurrentUser, Decision, Known, Owner, Target, UserId, decide};
 use crate::identity::{Identity, User};
 
 /// What we learned about a person from one app.
@@ -92,15 +87,54 @@ async fn link_once(db: &impl ConnectionTrait, s: &Sighting<'_>) -> Result<Attemp
         .filter(identities::Column::OpenId.eq(s.open_id))
         .one(db)
         .await?;
+    let current = match &existing {
+        Some(identity) => Some(
+            users::Entity::find_by_id(identity.user_id.clone())
+                .one(db)
+                .await?
+                .ok_or_else(|| DbErr::RecordNotFound(format!("user {}", identity.user_id)))?,
+        ),
+        None => None,
+    };
+    let current_id = current.as_ref().map(|u| UserId::new(u.id.clone()));
+    let mut known = Known {
+        scope: &scope,
+        union_id: s.union_id,
+        current: current
+            .as_ref()
+            .zip(current_id.as_ref())
+            .map(|(u, id)| CurrentUser {
+                id,
+                scope: &u.scope,
+                union_id: u.union_id.as_deref(),
+            }),
+        owner: Owner::Unknown,
+    };
+    let mut decision = decide(&known);
+    let owner_id;
+    if decision == Decision::LookUpOwner {
+        let union_id = s.union_id.unwrap_or_default();
+        owner_id = users::Entity::find()
+            .filter(users::Column::Scope.eq(&scope))
+            .filter(users::Column::UnionId.eq(union_id))
+            .one(db)
+            .await?
+            .map(|u| UserId::new(u.id));
+        known.owner = owner_id.as_ref().map_or(Owner::Nobody, Owner::User);
+        decision = decide(&known);
+    }
 
-    let Some(identity) = existing else {
+    let (Some(identity), Some(current)) = (existing, current) else {
         // A first sighting of this (app, openid).
-        let (user, is_new_user) = match s.union_id {
-            Some(u) => match union_user(db, &scope, u, s.seen_at).await? {
+        let (user, is_new_user) = match decision {
+            Decision::NewIdentity(Target::NewWithoutUnion) => {
+                (insert_user(db, &scope, None, s.seen_at).await?, true)
+            }
+            Decision::NewIdentity(target) => match target_user(db, &scope, s, &target).await? {
                 Some(found) => found,
                 None => return Ok(Attempt::Retry),
             },
-            None => (insert_user(db, &scope, None, s.seen_at).await?, true),
+            other => return Err(unexpected(&other)),
         };
         let row = identities::Model {
             id: new_id(),
@@ -129,60 +163,51 @@ async fn link_once(db: &impl ConnectionTrait, s: &Sighting<'_>) -> Result<Attemp
         })));
     };
 
-    // A known identity: bring its user in line with the unionid, then touch it.
-    let mut current = users::Entity::find_by_id(identity.user_id.clone())
-        .one(db)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("user {}", identity.user_id)))?;
-    let mut union_id = identity.union_id.clone();
-    if let Some(u) = s.union_id
-        && current.union_id.as_deref() != Some(u)
-    {
-        let owner = users::Entity::find()
-            .filter(users::Column::Scope.eq(&scope))
-            .filter(users::Column::UnionId.eq(u))
-            .one(db)
-            .await?;
-        let target = match owner {
-            Some(target) => Some(target),
-            // The identity's own user can simply adopt the unionid.
-            None if current.union_id.is_none() => None,
-            // WeChat never changes an openid's unionid; if it seems to, follow WeChat and
-            // move only this identity to a (new) user of the unionid it reports now.
-            None => {
-                tracing::warn!(app_id = %s.app.app_id, "openid reported with a different unionid");
-                match union_user(db, &scope, u, s.seen_at).await? {
-                    Some((target, _)) => Some(target),
-                    None => return Ok(Attempt::Retry),
-                }
-            }
-        };
-        current = match target {
-            Some(target) => {
-                move_identities(db, &current.id, &identity.id, &target.id, u, s.seen_at).await?;
-                target
-            }
-            None => {
-                // A unique violation here means a concurrent writer created the unionid's
-                // user first: the attempt is retried and then takes the merge path.
-                let mut am: users::ActiveModel = current.into();
-                am.union_id = Set(Some(u.to_owned()));
-                am.updated_at = Set(s.seen_at);
-                let adopted = am.update(db).await?;
-                identities::Entity::update_many()
-                    .col_expr(identities::Column::UnionId, Expr::value(u))
-                    .filter(identities::Column::UserId.eq(&adopted.id))
-                    .exec(db)
-                    .await?;
-                adopted
-            }
-        };
-        union_id = Some(u.to_owned());
-    }
+    // A known identity: apply the decision, then touch it.
+    let union_id = s.union_id.unwrap_or_default();
+    let (user, identity_union) = match decision {
+        Decision::Touch => {
+            let union = identity.union_id.clone().or(current.union_id.clone());
+            (current, union)
+        }
+        Decision::Adopt => {
+            // A unique violation here means a concurrent writer created the unionid's user
+            // first: the attempt is retried and then decides to merge.
+            let mut am: users::ActiveModel = current.into();
+            am.union_id = Set(Some(union_id.to_owned()));
+            am.updated_at = Set(s.seen_at);
+            let adopted = am.update(db).await?;
+            identities::Entity::update_many()
+                .col_expr(identities::Column::UnionId, Expr::value(union_id))
+                .filter(identities::Column::UserId.eq(&adopted.id))
+                .exec(db)
+                .await?;
+            (adopted, Some(union_id.to_owned()))
+        }
+        Decision::Merge { into } => {
+            let Some(target) = users::Entity::find_by_id(into.as_str().to_owned())
+                .one(db)
+                .await?
+            else {
+                return Ok(Attempt::Retry);
+            };
+            merge_user(db, &current.id, &target.id, union_id, s.seen_at).await?;
+            (target, Some(union_id.to_owned()))
+        }
+        Decision::Conflict(target) => {
+            tracing::warn!(app_id = %s.app.app_id, "openid reported with a different unionid or scope; moving this identity only");
+            let Some((target, _)) = target_user(db, &scope, s, &target).await? else {
+                return Ok(Attempt::Retry);
+            };
+            move_identity(db, &identity.id, &target.id, union_id).await?;
+            (target, Some(union_id.to_owned()))
+        }
+        other => return Err(unexpected(&other)),
+    };
 
     let mut am: identities::ActiveModel = identity.clone().into();
-    am.user_id = Set(current.id.clone());
-    am.union_id = Set(union_id);
+    am.user_id = Set(user.id.clone());
+    am.union_id = Set(identity_union);
     am.last_seen_at = Set(s.seen_at.max(identity.last_seen_at));
     if let Some((on, at)) = s.subscription
         && identity
@@ -194,10 +219,34 @@ async fn link_once(db: &impl ConnectionTrait, s: &Sighting<'_>) -> Result<Attemp
     }
     let identity = am.update(db).await?;
     Ok(Attempt::Done(Box::new(Linked {
-        user: User::from(current),
+        user: User::from(user),
         identity: Identity::from(identity),
         is_new_user: false,
     })))
+}
+
+fn unexpected(d: &Decision) -> DbErr {
+    DbErr::Custom(format!("linking decided {d:?} where it cannot apply"))
+}
+
+/// The user a decision's target names: an existing user by id, or the unionid's user (found
+/// or created). `None` means a concurrent writer is in the way and the caller should retry.
+async fn target_user(
+    db: &impl ConnectionTrait,
+    scope: &str,
+    s: &Sighting<'_>,
+    target: &Target,
+) -> Result<Option<(users::Model, bool)>, DbErr> {
+    match target {
+        Target::Existing(id) => Ok(users::Entity::find_by_id(id.as_str().to_owned())
+            .one(db)
+            .await?
+            .map(|u| (u, false))),
+        Target::NewWithUnion => {
+            union_user(db, scope, s.union_id.unwrap_or_default(), s.seen_at).await
+        }
+        Target::NewWithoutUnion => Ok(Some((insert_user(db, scope, None, s.seen_at).await?, true))),
+    }
 }
 
 /// Finds or creates the user owning `union_id` in `scope`. `None` means a concurrent creator
@@ -241,46 +290,54 @@ async fn insert_user(
     Ok(row)
 }
 
-/// Moves `identity` to `to`. When `from` has no unionid of its own it is the same person
-/// as `to` through and through: all its identities and sessions move, and it is marked merged.
-async fn move_identities(
+/// Merges the whole user `from` (no unionid of its own) into `to`: its identities and
+/// sessions move across and it keeps `merged_into`.
+async fn merge_user(
     db: &impl ConnectionTrait,
     from: &str,
-    identity: &str,
     to: &str,
     union_id: &str,
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
-    let from_user = users::Entity::find_by_id(from.to_owned()).one(db).await?;
-    let whole_user = from_user.as_ref().is_some_and(|u| u.union_id.is_none());
-    let mut q = identities::Entity::update_many()
+    identities::Entity::update_many()
         .col_expr(identities::Column::UserId, Expr::value(to))
         .col_expr(identities::Column::UnionId, Expr::value(union_id))
-        .filter(identities::Column::UserId.eq(from));
-    if !whole_user {
-        q = q.filter(identities::Column::Id.eq(identity));
-    }
-    q.exec(db).await?;
-    if whole_user {
-        sessions::Entity::update_many()
-            .col_expr(sessions::Column::UserId, Expr::value(to))
-            .filter(sessions::Column::UserId.eq(from))
-            .exec(db)
-            .await?;
-        users::Entity::update_many()
-            .col_expr(users::Column::MergedInto, Expr::value(to))
-            .col_expr(users::Column::UpdatedAt, Expr::value(now))
-            .filter(users::Column::Id.eq(from))
-            .exec(db)
-            .await?;
-        tracing::info!(from, to, "merged user into the user of its unionid");
-    } else {
-        sessions::Entity::update_many()
-            .col_expr(sessions::Column::UserId, Expr::value(to))
-            .filter(sessions::Column::IdentityId.eq(identity))
-            .exec(db)
-            .await?;
-    }
+        .filter(identities::Column::UserId.eq(from))
+        .exec(db)
+        .await?;
+    sessions::Entity::update_many()
+        .col_expr(sessions::Column::UserId, Expr::value(to))
+        .filter(sessions::Column::UserId.eq(from))
+        .exec(db)
+        .await?;
+    users::Entity::update_many()
+        .col_expr(users::Column::MergedInto, Expr::value(to))
+        .col_expr(users::Column::UpdatedAt, Expr::value(now))
+        .filter(users::Column::Id.eq(from))
+        .exec(db)
+        .await?;
+    tracing::info!(from, to, "merged user into the user of its unionid");
+    Ok(())
+}
+
+/// Moves one identity (and the sessions opened through it) to `to`.
+async fn move_identity(
+    db: &impl ConnectionTrait,
+    identity: &str,
+    to: &str,
+    union_id: &str,
+) -> Result<(), DbErr> {
+    identities::Entity::update_many()
+        .col_expr(identities::Column::UserId, Expr::value(to))
+        .col_expr(identities::Column::UnionId, Expr::value(union_id))
+        .filter(identities::Column::Id.eq(identity))
+        .exec(db)
+        .await?;
+    sessions::Entity::update_many()
+        .col_expr(sessions::Column::UserId, Expr::value(to))
+        .filter(sessions::Column::IdentityId.eq(identity))
+        .exec(db)
+        .await?;
     Ok(())
 }
 
