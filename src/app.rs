@@ -13,11 +13,11 @@ use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::callback::{inbox::Inbox, worker};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::graphql::{self, ApiSchema};
 use crate::identity::Service;
+use crate::jobs::{inbox::Inbox, worker};
 use crate::sim::{SimApp, Simulator};
 use crate::{sandbox, telemetry};
 

@@ -6,12 +6,11 @@
 //!
 //! Layout: `config` (TOML + env), `app` (assembly), `http` (routes), `graphql` (API),
 //! `identity` (the domain and its use cases), `store` (all SQL), `cache` (Redis or in-process),
-//! `wechat` (API client, tokens, crypto, XML), `callback` (inbox and workers), `sim` (the
+//! `wechat` (API client, tokens, crypto, XML, the callback envelope), `jobs` (the callback inbox and the workers), `sim` (the
 //! WeChat simulator), `sandbox` (zero-config mode).
 
 pub mod app;
 pub mod cache;
-pub mod callback;
 pub mod clock;
 pub mod config;
 pub mod domain;
@@ -19,6 +18,7 @@ pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod identity;
+pub mod jobs;
 pub mod sandbox;
 pub mod sim;
 pub mod store;

@@ -1,9 +1,9 @@
 //! The HTTP surface: one `router()` joining GraphQL, the WeChat callback and the operations
 //! endpoints. Handlers are thin: parse, call the domain, map the result.
 
-mod callback;
 mod graphql;
 mod ops;
+mod wechat_callback;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -39,7 +39,7 @@ pub fn router(state: AppState) -> Router {
     let callback = Router::new()
         .route(
             "/wechat/callback/{app_id}",
-            get(callback::verify).post(callback::receive),
+            get(wechat_callback::verify).post(wechat_callback::receive),
         )
         .layer(DefaultBodyLimit::max(CALLBACK_BODY_LIMIT));
     Router::new()

@@ -1,9 +1,9 @@
 //! Everything that speaks WeChat's wire format: the HTTP API client, the shared access-token
 //! manager, the message crypto and the callback XML.
 
-pub mod callback;
 pub mod client;
 pub mod crypto;
+pub mod envelope;
 pub mod message;
 pub mod token;
 

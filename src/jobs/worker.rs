@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::EventJob;
+use crate::domain::job::JobKind;
 use crate::error::Error;
 use crate::identity::{OpenId, Service};
 use crate::store;
@@ -63,8 +64,19 @@ pub async fn prune_forever(service: Service) {
     }
 }
 
-/// Runs one job; the flag says whether a failure is permanent.
+/// Runs one job by its kind; the flag says whether a failure is permanent.
 async fn process(service: &Service, job: &entity::jobs::Model) -> Result<(), (Error, bool)> {
+    match JobKind::parse(&job.kind) {
+        Some(JobKind::CallbackEvent) => callback_event(service, job).await,
+        None => Err((
+            Error::internal(anyhow::anyhow!("unknown job kind `{}`", job.kind)),
+            true,
+        )),
+    }
+}
+
+/// Records the identity and follow state of a callback event, and resolves its unionid.
+async fn callback_event(service: &Service, job: &entity::jobs::Model) -> Result<(), (Error, bool)> {
     let permanent = |e: Error| (e, true);
     let payload: EventJob = serde_json::from_str(&job.payload)
         .map_err(|e| permanent(Error::internal(anyhow::anyhow!("bad job payload: {e}"))))?;

@@ -8,12 +8,12 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
-use entity::jobs;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait, Statement};
+use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
 use crate::error::{Error, Result};
+use crate::store;
+pub use crate::store::jobs::NewJob;
 
 const MAX_BATCH: usize = 512;
 /// Two flushes in flight: on the 2-core benchmark machine 27.2k callbacks/s, against 24.1k
@@ -21,16 +21,6 @@ const MAX_BATCH: usize = 512;
 /// p99, 4.8 ms against 59 ms).
 const MAX_FLUSHES: usize = 2;
 const QUEUE: usize = 16_384;
-
-/// A job waiting to be recorded.
-#[derive(Debug, Clone)]
-pub struct NewJob {
-    pub kind: &'static str,
-    pub app_id: String,
-    pub dedupe_key: String,
-    pub payload: String,
-    pub now: DateTime<Utc>,
-}
 
 type Pending = (NewJob, oneshot::Sender<Result<()>>);
 
@@ -106,51 +96,9 @@ fn take_queued(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
     }
 }
 
-/// On PostgreSQL one constant statement takes the whole batch as arrays (`UNNEST`): it is
-/// prepared once per connection and costs no per-row SQL building. SQLite gets a multi-row
-/// `INSERT`.
 async fn flush(
     db: &DatabaseConnection,
     batch: &[Pending],
 ) -> std::result::Result<(), sea_orm::DbErr> {
-    if db.get_database_backend() == DbBackend::Postgres {
-        let column =
-            |f: fn(&NewJob) -> String| -> Vec<String> { batch.iter().map(|(j, _)| f(j)).collect() };
-        let times: Vec<DateTime<Utc>> = batch.iter().map(|(j, _)| j.now).collect();
-        let stmt = Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "INSERT INTO jobs (kind, app_id, dedupe_key, payload, status, attempts, run_at, created_at) \
-             SELECT k, a, d, p, 'pending', 0, t, t \
-             FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS u(k, a, d, p, t) \
-             ON CONFLICT (dedupe_key) DO NOTHING",
-            [
-                column(|j| j.kind.to_owned()).into(),
-                column(|j| j.app_id.clone()).into(),
-                column(|j| j.dedupe_key.clone()).into(),
-                column(|j| j.payload.clone()).into(),
-                times.into(),
-            ],
-        );
-        db.execute_raw(stmt).await?;
-        return Ok(());
-    }
-    let rows = batch.iter().map(|(j, _)| jobs::ActiveModel {
-        id: sea_orm::ActiveValue::NotSet,
-        kind: sea_orm::ActiveValue::Set(j.kind.to_owned()),
-        app_id: sea_orm::ActiveValue::Set(j.app_id.clone()),
-        dedupe_key: sea_orm::ActiveValue::Set(Some(j.dedupe_key.clone())),
-        payload: sea_orm::ActiveValue::Set(j.payload.clone()),
-        status: sea_orm::ActiveValue::Set(crate::store::jobs::PENDING.to_owned()),
-        attempts: sea_orm::ActiveValue::Set(0),
-        run_at: sea_orm::ActiveValue::Set(j.now),
-        locked_until: sea_orm::ActiveValue::Set(None),
-        last_error: sea_orm::ActiveValue::Set(None),
-        created_at: sea_orm::ActiveValue::Set(j.now),
-        finished_at: sea_orm::ActiveValue::Set(None),
-    });
-    jobs::Entity::insert_many(rows)
-        .on_conflict_do_nothing_on([jobs::Column::DedupeKey])
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
+    store::jobs::insert_batch(db, batch.iter().map(|(job, _)| job)).await
 }
