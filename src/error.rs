@@ -39,6 +39,20 @@ impl Error {
         Error::Internal(e.into())
     }
 
+    /// Whether running the same work again can never succeed (a background job is then
+    /// parked at once instead of retried).
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::BadRequest(_) | Error::WechatBadRequest { .. } | Error::UnknownApp(_) => true,
+            Error::InvalidCode { .. }
+            | Error::Unauthenticated
+            | Error::Forbidden
+            | Error::RateLimited { .. }
+            | Error::Upstream { .. }
+            | Error::Internal(_) => false,
+        }
+    }
+
     /// WeChat's own errcode/errmsg, when the error came from WeChat.
     pub fn wechat(&self) -> Option<(i64, &str)> {
         match self {

@@ -18,7 +18,7 @@ use crate::store::{
     self,
     links::{Linked, Sighting},
 };
-use crate::wechat::{AccessTokens, CallError, WechatClient};
+use crate::wechat::{AccessTokens, WechatClient};
 
 /// The result of a successful `loginWithCode`. The session token is shown once, here.
 #[derive(Debug, Clone)]
@@ -151,17 +151,7 @@ impl Service {
                 let open_id = open_id.as_str().to_owned();
                 async move { wechat.user_info(&token, &open_id).await }
             })
-            .await?
-            .map_err(|e| match e {
-                CallError::Wechat {
-                    errcode: 40003,
-                    errmsg,
-                } => Error::WechatBadRequest {
-                    errcode: 40003,
-                    errmsg,
-                },
-                other => other.into_error(),
-            })?;
+            .await?;
         let union_id = parse_union_id(info.unionid.as_deref(), "user/info")?;
         let now = self.clock.now().timestamp();
         let linked = self

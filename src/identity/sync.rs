@@ -12,7 +12,6 @@ use super::{AppId, OpenId, Service};
 use crate::clock::SystemClock;
 use crate::config::{AppKind, Config};
 use crate::error::Error;
-use crate::wechat::CallError;
 
 /// Runs the backfill for one official account, with a progress bar on a terminal.
 pub async fn run(config: Config, app_id: &str) -> anyhow::Result<()> {
@@ -50,8 +49,7 @@ pub async fn sync(
                 let next = next.clone();
                 async move { wechat.user_get(&token, &next).await }
             })
-            .await?
-            .map_err(CallError::into_error)?;
+            .await?;
         if bar.is_none()
             && let Some(make) = progress.take()
         {
@@ -69,8 +67,7 @@ pub async fn sync(
                     let chunk = chunk.to_vec();
                     async move { wechat.user_info_batch(&token, &chunk).await }
                 })
-                .await?
-                .map_err(CallError::into_error)?;
+                .await?;
             let now = service.clock.now().timestamp();
             for info in infos {
                 let open_id = OpenId::parse(&info.openid)?;

@@ -89,7 +89,7 @@ async fn callback_event(service: &Service, job: &entity::jobs::Model) -> Result<
         .record_event(app, &open_id, payload.create_time, payload.subscribed)
         .await
         .map_err(|e| {
-            let is_permanent = matches!(e, Error::WechatBadRequest { .. } | Error::BadRequest(_));
-            (e, is_permanent)
+            let permanent = e.is_permanent();
+            (e, permanent)
         })
 }

@@ -22,13 +22,25 @@ pub const TOKEN_ERRCODES: [i64; 3] = [40001, 42001, 40014];
 const ATTEMPTS: u32 = 2;
 
 /// A failed call, before it is turned into a domain error: the token manager needs to see
-/// token errcodes, the login path needs to know whether a timeout preceded a 40163.
+/// token errcodes before [`CallError::into_error`] maps them.
 #[derive(Debug, Clone)]
 pub enum CallError {
-    /// WeChat answered with a non-zero errcode.
-    Wechat { errcode: i64, errmsg: String },
+    /// WeChat answered with a non-zero errcode. `after_timeout`: an earlier attempt of the
+    /// same call timed out, so WeChat may have acted on it (a 40163 then means our own first
+    /// attempt used the code).
+    Wechat {
+        errcode: i64,
+        errmsg: String,
+        after_timeout: bool,
+    },
     /// No usable answer: connection refused, timeout, non-JSON body.
     Transport(String),
+}
+
+impl From<CallError> for Error {
+    fn from(e: CallError) -> Self {
+        e.into_error()
+    }
 }
 
 impl CallError {
@@ -37,11 +49,26 @@ impl CallError {
         matches!(self, CallError::Wechat { errcode, .. } if TOKEN_ERRCODES.contains(errcode))
     }
 
-    /// The contract's mapping of WeChat failures to client-facing codes.
+    /// The one mapping of WeChat failures to domain errors (and so to the contract's codes).
     pub fn into_error(self) -> Error {
         match self {
-            CallError::Wechat { errcode, errmsg } => match errcode {
+            // A 40163 right after our own timed-out attempt most likely means our first
+            // request did reach WeChat and used the code: WeChat's failure, not the client's.
+            CallError::Wechat {
+                errcode: 40163,
+                errmsg,
+                after_timeout: true,
+            } => Error::Upstream {
+                errcode: Some(40163),
+                errmsg: Some(errmsg),
+                detail: "code used by an attempt that timed out".into(),
+            },
+            CallError::Wechat {
+                errcode, errmsg, ..
+            } => match errcode {
                 40029 | 40163 | 40028 => Error::InvalidCode { errcode, errmsg },
+                // An openid WeChat does not know: the caller's argument.
+                40003 => Error::WechatBadRequest { errcode, errmsg },
                 45011 | 45009 => Error::RateLimited {
                     errcode: Some(errcode),
                     errmsg: Some(errmsg),
@@ -140,13 +167,12 @@ impl WechatClient {
     }
 
     /// One WeChat API call with WeChat's error envelope and the bounded retry.
-    /// Returns the parsed body and whether an earlier attempt timed out.
     async fn call<T: DeserializeOwned>(
         &self,
         api: &'static str,
         query: &[(&str, &str)],
         body: Body<'_>,
-    ) -> Result<(T, bool), (CallError, bool)> {
+    ) -> Result<T, CallError> {
         let mut timed_out_before = false;
         let mut last = CallError::Transport("not attempted".into());
         for attempt in 0..ATTEMPTS {
@@ -182,16 +208,24 @@ impl WechatClient {
             metrics::histogram!("wxunion_wechat_call_seconds", "api" => api)
                 .record(started.elapsed().as_secs_f64());
             match outcome {
-                Ok(v) => return Ok((v, timed_out_before)),
+                Ok(v) => return Ok(v),
                 Err(e @ CallError::Wechat { errcode: -1, .. })
                 | Err(e @ CallError::Transport(_)) => {
                     tracing::warn!(api, attempt, error = ?e, "WeChat call failed, may retry");
                     last = e;
                 }
-                Err(e) => return Err((e, timed_out_before)),
+                Err(CallError::Wechat {
+                    errcode, errmsg, ..
+                }) => {
+                    return Err(CallError::Wechat {
+                        errcode,
+                        errmsg,
+                        after_timeout: timed_out_before,
+                    });
+                }
             }
         }
-        Err((last, timed_out_before))
+        Err(last)
     }
 
     /// `sns/jscode2session`: a mini program's `wx.login` code → openid, unionid, session key.
@@ -231,23 +265,7 @@ impl WechatClient {
             (code_param, code.as_str()),
             ("grant_type", "authorization_code"),
         ];
-        match self.call(api, &query, Body::None).await {
-            Ok((s, _)) => Ok(s),
-            // A 40163 right after our own timed-out attempt most likely means our first request
-            // did reach WeChat and used the code: that is WeChat's failure, not the client's.
-            Err((
-                CallError::Wechat {
-                    errcode: 40163,
-                    errmsg,
-                },
-                true,
-            )) => Err(Error::Upstream {
-                errcode: Some(40163),
-                errmsg: Some(errmsg),
-                detail: "code used by an attempt that timed out".into(),
-            }),
-            Err((e, _)) => Err(e.into_error()),
-        }
+        Ok(self.call(api, &query, Body::None).await?)
     }
 
     /// `cgi-bin/token` (classic) or `cgi-bin/stable_token`, as the app is configured.
@@ -257,7 +275,7 @@ impl WechatClient {
         app: &AppConfig,
         force_refresh: bool,
     ) -> Result<IssuedToken, CallError> {
-        let result = match app.token_endpoint {
+        match app.token_endpoint {
             crate::config::TokenEndpoint::Classic => {
                 let query = [
                     ("grant_type", "client_credential"),
@@ -276,8 +294,7 @@ impl WechatClient {
                 self.call("cgi-bin/stable_token", &[], Body::Json(&body))
                     .await
             }
-        };
-        result.map(|(t, _)| t).map_err(|(e, _)| e)
+        }
     }
 
     /// `cgi-bin/user/info`: an official-account follower's openid → subscription and unionid.
@@ -291,10 +308,7 @@ impl WechatClient {
             ("openid", open_id),
             ("lang", "zh_CN"),
         ];
-        self.call("cgi-bin/user/info", &query, Body::None)
-            .await
-            .map(|(u, _)| u)
-            .map_err(|(e, _)| e)
+        self.call("cgi-bin/user/info", &query, Body::None).await
     }
 
     /// `cgi-bin/user/get`: one page (up to 10 000) of an official account's follower openids.
@@ -304,10 +318,7 @@ impl WechatClient {
         next_openid: &str,
     ) -> Result<FollowerPage, CallError> {
         let query = [("access_token", access_token), ("next_openid", next_openid)];
-        self.call("cgi-bin/user/get", &query, Body::None)
-            .await
-            .map(|(p, _)| p)
-            .map_err(|(e, _)| e)
+        self.call("cgi-bin/user/get", &query, Body::None).await
     }
 }
 
@@ -332,8 +343,7 @@ impl WechatClient {
             Body::Json(&body),
         )
         .await
-        .map(|(b, _)| b.user_info_list)
-        .map_err(|(e, _)| e)
+        .map(|b| b.user_info_list)
     }
 }
 
@@ -351,7 +361,11 @@ fn parse_envelope<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CallError> {
             .and_then(serde_json::Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        return Err(CallError::Wechat { errcode, errmsg });
+        return Err(CallError::Wechat {
+            errcode,
+            errmsg,
+            after_timeout: false,
+        });
     }
     serde_json::from_value(value)
         .map_err(|e| CallError::Transport(format!("unexpected WeChat response shape: {e}")))
@@ -367,9 +381,26 @@ mod tests {
             CallError::Wechat {
                 errcode,
                 errmsg: "m".into(),
+                after_timeout: false,
             }
             .into_error()
         };
+        assert!(matches!(
+            w(40003),
+            Error::WechatBadRequest { errcode: 40003, .. }
+        ));
+        assert!(matches!(
+            CallError::Wechat {
+                errcode: 40163,
+                errmsg: "m".into(),
+                after_timeout: true
+            }
+            .into_error(),
+            Error::Upstream {
+                errcode: Some(40163),
+                ..
+            }
+        ));
         assert!(matches!(
             w(40029),
             Error::InvalidCode { errcode: 40029, .. }

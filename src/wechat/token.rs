@@ -49,13 +49,8 @@ impl AccessTokens {
     }
 
     /// Runs `call` with a token; on a token errcode, drops that token (only that one),
-    /// refreshes once and runs `call` once more. The outer error is about obtaining a token,
-    /// the inner one is the API call's own.
-    pub async fn with_token<T, F, Fut>(
-        &self,
-        app: &AppConfig,
-        call: F,
-    ) -> Result<std::result::Result<T, CallError>>
+    /// refreshes once and runs `call` once more.
+    pub async fn with_token<T, F, Fut>(&self, app: &AppConfig, call: F) -> Result<T>
     where
         F: Fn(String) -> Fut,
         Fut: Future<Output = std::result::Result<T, CallError>>,
@@ -71,9 +66,9 @@ impl AccessTokens {
                 tracing::info!(app_id = %app.app_id, error = ?e, "access token rejected; refreshing");
                 self.cache.delete_if_equals(&Self::key(app), &token).await?;
                 let fresh = self.obtain(app, Some(&token)).await?;
-                Ok(call(fresh).await)
+                Ok(call(fresh).await?)
             }
-            other => Ok(other),
+            other => Ok(other?),
         }
     }
 
@@ -139,21 +134,13 @@ impl AccessTokens {
                 });
             }
         }
-        let mut issued = self
-            .client
-            .fetch_token(app, false)
-            .await
-            .map_err(CallError::into_error)?;
+        let mut issued = self.client.fetch_token(app, false).await?;
         if app.token_endpoint == TokenEndpoint::Stable
             && failed == Some(issued.access_token.as_str())
         {
             // stable_token's normal mode hands back the token WeChat just rejected: only a
             // forced refresh replaces it.
-            issued = self
-                .client
-                .fetch_token(app, true)
-                .await
-                .map_err(CallError::into_error)?;
+            issued = self.client.fetch_token(app, true).await?;
         }
         let ttl = (issued.expires_in - EARLY).max(30);
         self.cache
