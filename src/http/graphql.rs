@@ -3,18 +3,17 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{Html, IntoResponse};
+use axum::response::Response;
 
 use crate::app::AppState;
 use crate::graphql::{Caller, errors};
 
-/// The GraphiQL playground, pointed at this server.
-pub async fn graphiql() -> impl IntoResponse {
-    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+/// The GraphiQL playground, pointed at this server (see `super::graphiql`).
+pub async fn graphiql(State(state): State<Arc<AppState>>) -> Response {
+    super::graphiql::page(state.service.config.graphiql)
 }
 
 /// Resolves the caller from the bearer token, executes, and gives every error a code.

@@ -2,6 +2,7 @@
 //! endpoints. Handlers are thin: parse, call the domain, map the result.
 
 mod callback;
+pub mod graphiql;
 mod graphql;
 mod ops;
 
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(graphql)
         .merge(callback)
+        .merge(graphiql::routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
