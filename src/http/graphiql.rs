@@ -66,6 +66,9 @@ const SCRIPTS: &[&str] = &[
 ];
 const STYLES: &[&str] = &["graphiql.min.css", "page.css"];
 
+/// Where the page's GraphiQL sends its requests (`init.js` reads it from a `<meta>`).
+pub const ENDPOINT: &str = "/graphql";
+
 /// A year: files are only cached this long under a URL that names their content.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
@@ -127,6 +130,7 @@ fn html() -> &'static str {
             "<!DOCTYPE html>\n<html lang=\"en\">\n  <head>\n    <meta charset=\"utf-8\">\n    \
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n    \
              <meta name=\"generator\" content=\"GraphiQL {GRAPHIQL_VERSION}, React {REACT_VERSION}\">\n    \
+             <meta name=\"graphql-endpoint\" content=\"{ENDPOINT}\">\n    \
              <title>wxunion GraphiQL</title>\n{head}  </head>\n  <body>\n    \
              <div id=\"graphiql\"><div class=\"loading\">Loading GraphiQL…</div></div>\n    \
              <noscript>GraphiQL needs JavaScript.</noscript>\n  </body>\n</html>\n"

@@ -19,7 +19,10 @@
     window.history.replaceState(null, '', window.location.pathname + (search ? '?' + search : ''));
   }
 
-  var fetcher = GraphiQL.createFetcher({ url: window.location.origin + '/graphql' });
+  // The server names its endpoint in <meta name="graphql-endpoint">.
+  var endpoint = document.querySelector('meta[name="graphql-endpoint"]');
+  var url = new URL(endpoint ? endpoint.content : '/graphql', window.location.href);
+  var fetcher = GraphiQL.createFetcher({ url: url.href });
 
   var props = {
     fetcher: fetcher,
