@@ -8,6 +8,7 @@ mod auth;
 mod callback;
 mod callback_faults;
 mod cli;
+mod graphiql;
 mod helpers;
 mod login;
 mod ops;
