@@ -161,6 +161,8 @@ struct RawConfig {
     #[serde(default)]
     cors_allowed_origins: Vec<String>,
     #[serde(default)]
+    graphiql: Option<bool>,
+    #[serde(default)]
     api_keys: Vec<RawApiKey>,
     #[serde(default)]
     apps: Vec<AppConfig>,
@@ -184,6 +186,8 @@ pub struct Config {
     pub job_lease_seconds: u64,
     pub max_forced_token_refreshes_per_hour: u64,
     pub cors_allowed_origins: Vec<String>,
+    /// Serve GraphiQL on `GET /graphql` for browsers (and its files under `/graphiql/`).
+    pub graphiql: bool,
     pub api_keys: Vec<ApiKey>,
     pub apps: Vec<AppConfig>,
     /// The file this came from; `None` means no file was given (sandbox by default).
@@ -214,6 +218,7 @@ const SCALAR_KEYS: &[(&str, ScalarKind)] = &[
     ("job_workers", ScalarKind::Int),
     ("job_lease_seconds", ScalarKind::Int),
     ("max_forced_token_refreshes_per_hour", ScalarKind::Int),
+    ("graphiql", ScalarKind::Bool),
 ];
 
 #[derive(Clone, Copy)]
@@ -494,6 +499,7 @@ fn validate(
             10,
         )?,
         cors_allowed_origins: raw.cors_allowed_origins,
+        graphiql: raw.graphiql.unwrap_or(true),
         api_keys,
         apps: raw.apps,
         source,

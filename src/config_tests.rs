@@ -115,3 +115,25 @@ fn debug_output_never_contains_secrets() {
         sha256_hex("super-secret-api-key-123")
     );
 }
+
+#[test]
+fn graphiql_is_on_unless_turned_off() {
+    assert!(Config::load(None, Vec::new()).unwrap().graphiql);
+    assert!(load_str(OA).unwrap().graphiql);
+    assert!(
+        !load_str(&format!("graphiql = false\n{OA}"))
+            .unwrap()
+            .graphiql
+    );
+    let env = |v: &str| vec![("WXUNION_GRAPHIQL".to_owned(), v.to_owned())];
+    assert!(!Config::load(None, env("false")).unwrap().graphiql);
+    assert!(!Config::load(None, env("0")).unwrap().graphiql);
+    assert!(Config::load(None, env("true")).unwrap().graphiql);
+    let e = Config::load(None, env("off")).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "config error: environment WXUNION_GRAPHIQL: graphiql: expected true or false"
+    );
+    let e = load_str(&format!("graphiql = \"yes\"\n{OA}")).unwrap_err();
+    assert_eq!(e.key, "graphiql");
+}

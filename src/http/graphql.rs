@@ -365,7 +365,7 @@ pub async fn get(
     RawQuery(raw): RawQuery,
 ) -> Response {
     if wants_html(&headers) {
-        return graphiql().await.into_response();
+        return super::graphiql::page(state.service.config.graphiql);
     }
     let Some(media) = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())) else {
         return refuse(not_acceptable(), MediaType::Json);
@@ -502,15 +502,6 @@ async fn run(
 fn began_execution(resp: &async_graphql::Response) -> bool {
     !matches!(resp.data, async_graphql::Value::Null)
         || resp.errors.iter().any(|e| !e.path.is_empty())
-}
-
-/// The GraphiQL playground, pointed at this server.
-pub async fn graphiql() -> impl IntoResponse {
-    axum::response::Html(
-        async_graphql::http::GraphiQLSource::build()
-            .endpoint("/graphql")
-            .finish(),
-    )
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The HTTP surface: one `router()` joining GraphQL, the WeChat callback and the operations
 //! endpoints. Handlers are thin: parse, call the domain, map the result.
 
+pub mod graphiql;
 mod graphql;
 mod ops;
 mod wechat_callback;
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(graphql)
         .merge(callback)
+        .merge(graphiql::routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

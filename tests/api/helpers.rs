@@ -521,6 +521,7 @@ pub async fn node_project(name: &str) -> std::path::PathBuf {
     if !dir.join("node_modules").exists() {
         let out = tokio::process::Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund"])
+            .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
             .current_dir(&dir)
             .output()
             .await

@@ -9,6 +9,7 @@ mod cache;
 mod callback;
 mod callback_faults;
 mod cli;
+mod graphiql;
 mod graphql_http;
 mod harness;
 mod helpers;
