@@ -13,4 +13,5 @@ mod login;
 mod ops;
 mod resolve;
 mod sandbox;
+mod server_limits;
 mod tokens;
