@@ -177,9 +177,7 @@ pub async fn serve(
                 Err(e) => {
                     // Out of file descriptors, most likely: give one back and retry shortly.
                     tracing::warn!(error = %e, "accepting a connection failed");
-                    if let Some(victim) = longest_idle(&open) {
-                        victim.evict.notify_one();
-                    }
+                    evict_longest_idle(&open);
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             }
@@ -219,18 +217,29 @@ async fn admit(
     if let Ok(permit) = slots.clone().try_acquire_owned() {
         return Some(permit);
     }
-    let victim = longest_idle(open)?;
-    victim.evict.notify_one();
+    if !evict_longest_idle(open) {
+        return None;
+    }
     tokio::time::timeout(EVICTION_WAIT, slots.clone().acquire_owned())
         .await
         .ok()?
         .ok()
 }
 
-fn longest_idle(open: &HashMap<Id, Arc<Conn>>) -> Option<&Arc<Conn>> {
-    open.values()
-        .filter(|c| c.is_idle())
-        .min_by_key(|c| c.idle_since())
+/// The idle connection that has waited longest, asked to close (and so not chosen again).
+fn evict_longest_idle(open: &HashMap<Id, Arc<Conn>>) -> bool {
+    let victim = open
+        .values()
+        .filter(|c| c.is_idle() && !c.leaving.load(SeqCst))
+        .min_by_key(|c| c.idle_since());
+    match victim {
+        Some(victim) => {
+            victim.leaving.store(true, SeqCst);
+            victim.evict.notify_one();
+            true
+        }
+        None => false,
+    }
 }
 
 fn forget(open: &mut HashMap<Id, Arc<Conn>>, done: Result<(Id, ()), JoinError>) {
@@ -313,9 +322,11 @@ async fn serve_connection(
                 if conn.is_idle() {
                     break "evicted";
                 }
+                conn.leaving.store(false, SeqCst);
             }
         }
     };
+    conn.leaving.store(true, SeqCst);
     if reason != "closed" {
         tracing::debug!(reason, "closing a connection");
     }
@@ -359,6 +370,9 @@ struct Conn {
     wake: Notify,
     /// Asks the connection to close if it is idle (the cap needs room).
     evict: Notify,
+    /// Set while an eviction request is pending, and for good once the connection is gone:
+    /// such a connection is not asked again.
+    leaving: AtomicBool,
 }
 
 impl Conn {
@@ -371,6 +385,7 @@ impl Conn {
             head_partial: AtomicBool::new(false),
             wake: Notify::new(),
             evict: Notify::new(),
+            leaving: AtomicBool::new(false),
         }
     }
 

@@ -276,6 +276,30 @@ async fn at_the_connection_cap_the_longest_idle_connection_makes_room() {
     healthz_on(&mut idle[2]).await;
 }
 
+// Several worker threads, as in production: connection tasks end while the accept loop runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_silent_connections_beyond_the_cap_does_not_block_healthz() {
+    let app = spawn("http_max_connections = 20\nhttp_header_read_timeout_seconds = 30").await;
+    // 400 clients connect and say nothing, then one asks /healthz.
+    let started = Instant::now();
+    let mut flood = Vec::new();
+    for _ in 0..400 {
+        flood.push(connect(app.addr).await);
+    }
+    let mut s = connect(app.addr).await;
+    healthz_on(&mut s).await;
+    let took = started.elapsed();
+    // Typically tens of milliseconds for the whole flood and the answer.
+    assert!(
+        took < secs(2.0),
+        "/healthz answered {took:?} after the flood began"
+    );
+    // The oldest were closed to make room; the cap holds.
+    let looks = futures::future::join_all(flood.iter_mut().map(still_open)).await;
+    let open = looks.into_iter().filter(|open| *open).count();
+    assert!(open <= 19, "{open} flood connections open with a cap of 20");
+}
+
 #[tokio::test]
 async fn a_request_slower_than_the_request_timeout_answers_503() {
     let app = spawn("http_request_timeout_seconds = 1").await;
