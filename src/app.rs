@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::graphql::{self, ApiSchema};
+use crate::http::server::{self, Limits};
 use crate::identity::Service;
 use crate::jobs::{inbox::Inbox, worker};
 use crate::sim::{SimApp, Simulator};
@@ -103,7 +104,8 @@ impl Application {
         &self.state.service.config
     }
 
-    /// Serves until `shutdown` resolves; job workers run alongside and stop with it.
+    /// Serves until `shutdown` resolves, then lets requests in flight finish for at most
+    /// `shutdown_grace_seconds`; job workers run alongside and stop with it.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -119,11 +121,10 @@ impl Application {
             ));
         }
         workers.spawn(worker::prune_forever(self.state.service.clone()));
+        let limits = Limits::from_config(&config);
         let app = crate::http::router(self.state);
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        server::serve(self.listener, app, limits, shutdown).await;
         workers.abort_all();
-        served.context("server error")
+        Ok(())
     }
 }

@@ -163,6 +163,16 @@ struct RawConfig {
     #[serde(default)]
     graphiql: Option<bool>,
     #[serde(default)]
+    http_header_read_timeout_seconds: Option<u64>,
+    #[serde(default)]
+    http_idle_timeout_seconds: Option<u64>,
+    #[serde(default)]
+    http_request_timeout_seconds: Option<u64>,
+    #[serde(default)]
+    http_max_connections: Option<u64>,
+    #[serde(default)]
+    shutdown_grace_seconds: Option<u64>,
+    #[serde(default)]
     api_keys: Vec<RawApiKey>,
     #[serde(default)]
     apps: Vec<AppConfig>,
@@ -188,6 +198,18 @@ pub struct Config {
     pub cors_allowed_origins: Vec<String>,
     /// Serve GraphiQL on `GET /graphql` for browsers (and its files under `/graphiql/`).
     pub graphiql: bool,
+    /// A client must send a request's whole head within this (counted from the connection's
+    /// accept, or from the first byte of a later request on a kept-alive connection).
+    pub http_header_read_timeout_seconds: u64,
+    /// A kept-alive connection with no request in flight and no bytes moving is closed after this.
+    pub http_idle_timeout_seconds: u64,
+    /// The whole handling of one request (body included); past it the answer is 503.
+    pub http_request_timeout_seconds: u64,
+    /// Open client connections per instance; beyond it the longest-idle one makes room, or the
+    /// new one is closed.
+    pub http_max_connections: usize,
+    /// After the stop signal, in-flight requests get this long; then every connection is dropped.
+    pub shutdown_grace_seconds: u64,
     pub api_keys: Vec<ApiKey>,
     pub apps: Vec<AppConfig>,
     /// The file this came from; `None` means no file was given (sandbox by default).
@@ -219,6 +241,11 @@ const SCALAR_KEYS: &[(&str, ScalarKind)] = &[
     ("job_lease_seconds", ScalarKind::Int),
     ("max_forced_token_refreshes_per_hour", ScalarKind::Int),
     ("graphiql", ScalarKind::Bool),
+    ("http_header_read_timeout_seconds", ScalarKind::Int),
+    ("http_idle_timeout_seconds", ScalarKind::Int),
+    ("http_request_timeout_seconds", ScalarKind::Int),
+    ("http_max_connections", ScalarKind::Int),
+    ("shutdown_grace_seconds", ScalarKind::Int),
 ];
 
 #[derive(Clone, Copy)]
@@ -474,6 +501,49 @@ fn validate(
         Some(v) => Ok(v),
         None => Ok(default),
     };
+    let within = |key: &str, v: Option<u64>, default: u64, min: u64, max: u64| match v {
+        Some(v) if v < min || v > max => Err(err(
+            key.to_owned(),
+            format!("must be between {min} and {max}, not {v}"),
+        )),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    };
+    let http_header_read_timeout_seconds = within(
+        "http_header_read_timeout_seconds",
+        raw.http_header_read_timeout_seconds,
+        10,
+        1,
+        300,
+    )?;
+    let http_idle_timeout_seconds = within(
+        "http_idle_timeout_seconds",
+        raw.http_idle_timeout_seconds,
+        60,
+        1,
+        3_600,
+    )?;
+    let http_request_timeout_seconds = within(
+        "http_request_timeout_seconds",
+        raw.http_request_timeout_seconds,
+        30,
+        1,
+        3_600,
+    )?;
+    let http_max_connections = within(
+        "http_max_connections",
+        raw.http_max_connections,
+        1_024,
+        1,
+        1_000_000,
+    )? as usize;
+    let shutdown_grace_seconds = within(
+        "shutdown_grace_seconds",
+        raw.shutdown_grace_seconds,
+        10,
+        0,
+        3_600,
+    )?;
     Ok(Config {
         listen,
         database_url,
@@ -500,6 +570,11 @@ fn validate(
         )?,
         cors_allowed_origins: raw.cors_allowed_origins,
         graphiql: raw.graphiql.unwrap_or(true),
+        http_header_read_timeout_seconds,
+        http_idle_timeout_seconds,
+        http_request_timeout_seconds,
+        http_max_connections,
+        shutdown_grace_seconds,
         api_keys,
         apps: raw.apps,
         source,

@@ -137,3 +137,67 @@ fn graphiql_is_on_unless_turned_off() {
     let e = load_str(&format!("graphiql = \"yes\"\n{OA}")).unwrap_err();
     assert_eq!(e.key, "graphiql");
 }
+
+#[test]
+fn http_limits_have_defaults() {
+    let c = load_str(OA).unwrap();
+    assert_eq!(c.http_header_read_timeout_seconds, 10);
+    assert_eq!(c.http_idle_timeout_seconds, 60);
+    assert_eq!(c.http_request_timeout_seconds, 30);
+    assert_eq!(c.http_max_connections, 1024);
+    assert_eq!(c.shutdown_grace_seconds, 10);
+}
+
+#[test]
+fn http_limits_come_from_the_file_and_the_environment() {
+    let env = vec![
+        ("WXUNION_HTTP_MAX_CONNECTIONS".to_owned(), "64".to_owned()),
+        ("WXUNION_SHUTDOWN_GRACE_SECONDS".to_owned(), "0".to_owned()),
+        (
+            "WXUNION_HTTP_REQUEST_TIMEOUT_SECONDS".to_owned(),
+            "45".to_owned(),
+        ),
+    ];
+    let c = Config::load(None, env).unwrap();
+    assert_eq!(c.http_max_connections, 64);
+    assert_eq!(c.shutdown_grace_seconds, 0);
+    assert_eq!(c.http_request_timeout_seconds, 45);
+    let c = load_str(&format!(
+        "http_header_read_timeout_seconds = 3\nhttp_idle_timeout_seconds = 120\n{OA}"
+    ))
+    .unwrap();
+    assert_eq!(c.http_header_read_timeout_seconds, 3);
+    assert_eq!(c.http_idle_timeout_seconds, 120);
+}
+
+#[test]
+fn http_limits_out_of_bounds_are_one_line_errors() {
+    let e = load_str(&format!("http_header_read_timeout_seconds = 0\n{OA}")).unwrap_err();
+    assert_eq!(e.key, "http_header_read_timeout_seconds");
+    assert_eq!(e.problem, "must be between 1 and 300, not 0");
+    let e = load_str(&format!("http_max_connections = 2000000\n{OA}")).unwrap_err();
+    assert_eq!(e.key, "http_max_connections");
+    assert_eq!(e.problem, "must be between 1 and 1000000, not 2000000");
+    let env = vec![(
+        "WXUNION_HTTP_IDLE_TIMEOUT_SECONDS".to_owned(),
+        "soon".to_owned(),
+    )];
+    let e = Config::load(None, env).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "config error: environment WXUNION_HTTP_IDLE_TIMEOUT_SECONDS: http_idle_timeout_seconds: expected a whole number"
+    );
+    let e = Config::load(
+        None,
+        vec![(
+            "WXUNION_SHUTDOWN_GRACE_SECONDS".to_owned(),
+            "7200".to_owned(),
+        )],
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "config error: (no config file): shutdown_grace_seconds: must be between 0 and 3600, not 7200"
+    );
+}

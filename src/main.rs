@@ -122,7 +122,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// Ctrl-C or SIGTERM (what systemd and Kubernetes send): stop accepting, finish in-flight
-/// requests (each callback waits for its commit), then stop. Jobs a worker was running are
+/// requests (each callback waits for its commit) within `shutdown_grace_seconds`, then stop. Jobs a worker was running are
 /// picked up again when their lease ends.
 async fn shutdown_signal() {
     let ctrl_c = async {

@@ -4,10 +4,11 @@
 pub mod graphiql;
 mod graphql;
 mod ops;
+pub mod server;
 mod wechat_callback;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
@@ -29,6 +30,7 @@ pub const GRAPHQL_BODY_LIMIT: usize = 256 * 1024;
 /// Every route wxunion serves.
 pub fn router(state: AppState) -> Router {
     let cors = cors(&state.service.config.cors_allowed_origins);
+    let request_timeout = Duration::from_secs(state.service.config.http_request_timeout_seconds);
     let graphql = Router::new()
         .route(
             "/graphql",
@@ -50,6 +52,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        // Inside `track`, so that requests cut off by the timeout are counted with their 503.
+        .layer(middleware::from_fn_with_state(
+            request_timeout,
+            server::request_timeout,
+        ))
         .layer(middleware::from_fn(track))
         .with_state(Arc::new(state))
 }

@@ -17,4 +17,5 @@ mod login;
 mod ops;
 mod resolve;
 mod sandbox;
+mod server_limits;
 mod tokens;
