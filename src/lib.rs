@@ -14,7 +14,6 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod domain;
-pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod identity;

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 
 use secrecy::SecretString;
 
-use crate::config::{ApiKey, AppConfig, AppKind, Config, TokenEndpoint, sha256_hex};
+use crate::domain::{AppConfig, AppKind, TokenEndpoint};
+
+use crate::config::{ApiKey, Config, sha256_hex};
 
 /// The demo mini program most examples use.
 pub const DEMO_MINI_PROGRAM: &str = "wxacme000000000mp1";

@@ -12,7 +12,13 @@ use std::time::Duration;
 pub use memory::MemoryCache;
 pub use redis_cache::RedisCache;
 
-use crate::error::Result;
+use crate::domain::Result;
+
+impl From<redis::RedisError> for crate::domain::Error {
+    fn from(e: redis::RedisError) -> Self {
+        crate::domain::Error::internal(e)
+    }
+}
 
 /// One of the two cache implementations; every key is namespaced by the configured prefix.
 #[derive(Clone)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::error::Result;
+use crate::domain::Result;
 
 const DELETE_IF_EQUALS: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then

@@ -14,25 +14,7 @@
 //!   happen (or the app moved to another open platform), follow WeChat: only this identity
 //!   moves to the user of the unionid reported now (a *conflict*, logged).
 
-/// A user's id, as stored.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct UserId(String);
-
-impl UserId {
-    pub fn new(id: impl Into<String>) -> Self {
-        UserId(id.into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for UserId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+use super::ids::UserId;
 
 /// The user an existing identity belongs to, as far as linking cares.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,7 +1,14 @@
-//! The domain core: the product's rules as pure functions over plain values. It imports no
-//! other module of the crate; everything else builds on it.
+//! The domain core: the product's values and rules, as plain types and pure functions. It
+//! imports no other module of the crate; every other module builds on it.
 
+pub mod app;
+pub mod error;
+pub mod ids;
 pub mod job;
 pub mod link;
+pub mod user;
 
-pub use link::UserId;
+pub use app::{AppConfig, AppKind, TokenEndpoint};
+pub use error::{Error, Result};
+pub use ids::{AppId, LoginCode, OpenId, UnionId, UserId};
+pub use user::{Identity, User};

@@ -3,8 +3,9 @@
 use async_graphql::Context;
 
 use crate::config::sha256_hex;
-use crate::error::{Error, Result};
-use crate::identity::{Service, User};
+use crate::domain::User;
+use crate::domain::{Error, Result};
+use crate::identity::Service;
 
 /// The caller of one GraphQL request.
 #[derive(Debug, Clone)]

@@ -7,7 +7,7 @@
 
 use async_graphql::ErrorExtensions;
 
-use crate::error::Error;
+use crate::domain::Error;
 use crate::identity::Service;
 
 /// The `extensions.code` of a domain error.
@@ -50,7 +50,7 @@ impl From<Error> for async_graphql::Error {
 }
 
 /// The service from the schema data; its absence is a wiring bug, reported as `INTERNAL`.
-pub fn service<'a>(ctx: &async_graphql::Context<'a>) -> crate::error::Result<&'a Service> {
+pub fn service<'a>(ctx: &async_graphql::Context<'a>) -> crate::domain::Result<&'a Service> {
     ctx.data::<Service>().map_err(|e| {
         Error::internal(anyhow::anyhow!(
             "schema built without a service: {}",

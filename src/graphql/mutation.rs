@@ -5,7 +5,7 @@ use async_graphql::{Context, Object};
 use super::auth::caller;
 use super::errors::service;
 use super::types::{LoginPayload, ResolvePayload};
-use crate::identity::{AppId, LoginCode, OpenId};
+use crate::domain::{AppId, LoginCode, OpenId};
 
 /// The root mutation type.
 pub struct Mutation;

@@ -5,8 +5,8 @@ use async_graphql::{Context, Object};
 use super::auth::{Caller, caller};
 use super::errors::service;
 use super::types::UserGql;
-use crate::error::Error;
-use crate::identity::UnionId;
+use crate::domain::Error;
+use crate::domain::UnionId;
 
 /// The root query type.
 pub struct Query;

@@ -5,8 +5,7 @@ use async_graphql::{ComplexObject, Context, Enum, ID, SimpleObject};
 use chrono::{DateTime, Utc};
 
 use super::errors::service;
-use crate::config::AppKind;
-use crate::identity;
+use crate::domain::{AppKind, UnionId, UserId};
 
 /// The kind of WeChat app an identity belongs to.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -44,7 +43,7 @@ impl UserGql {
     /// One per (app, openid), oldest first.
     async fn identities(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<IdentityGql>> {
         Ok(service(ctx)?
-            .identities(self.id.as_str())
+            .identities(&UserId::new(self.id.as_str()))
             .await?
             .into_iter()
             .map(IdentityGql::from)
@@ -52,11 +51,11 @@ impl UserGql {
     }
 }
 
-impl From<identity::User> for UserGql {
-    fn from(u: identity::User) -> Self {
+impl From<crate::domain::User> for UserGql {
+    fn from(u: crate::domain::User) -> Self {
         UserGql {
-            id: ID(u.id),
-            union_id: u.union_id,
+            id: ID(u.id.into_string()),
+            union_id: u.union_id.map(UnionId::into_string),
             created_at: u.created_at,
         }
     }
@@ -76,13 +75,13 @@ pub struct IdentityGql {
     pub last_seen_at: DateTime<Utc>,
 }
 
-impl From<identity::Identity> for IdentityGql {
-    fn from(i: identity::Identity) -> Self {
+impl From<crate::domain::Identity> for IdentityGql {
+    fn from(i: crate::domain::Identity) -> Self {
         IdentityGql {
-            app_id: i.app_id,
+            app_id: i.app_id.into_string(),
             app_kind: i.app_kind.into(),
-            open_id: i.open_id,
-            union_id: i.union_id,
+            open_id: i.open_id.into_string(),
+            union_id: i.union_id.map(UnionId::into_string),
             subscribed: i.subscribed,
             first_seen_at: i.first_seen_at,
             last_seen_at: i.last_seen_at,

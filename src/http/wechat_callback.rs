@@ -14,8 +14,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
-use crate::config::{AppConfig, AppKind};
 use crate::domain::job::JobKind;
+use crate::domain::{AppConfig, AppKind};
 use crate::jobs::{EventJob, inbox::NewJob};
 use crate::wechat::envelope::{self, Refusal};
 

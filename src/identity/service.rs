@@ -9,11 +9,12 @@ use rand::RngCore;
 use sea_orm::DatabaseConnection;
 use secrecy::ExposeSecret;
 
-use super::{AppId, Identity, LoginCode, OpenId, UnionId, User};
 use crate::cache::Cache;
 use crate::clock::SharedClock;
-use crate::config::{AppConfig, AppKind, Config, sha256_hex};
-use crate::error::{Error, Result};
+use crate::config::{Config, sha256_hex};
+use crate::domain::{AppConfig, AppKind};
+use crate::domain::{AppId, Identity, LoginCode, OpenId, UnionId, User, UserId};
+use crate::domain::{Error, Result};
 use crate::store::{
     self,
     links::{Linked, Sighting},
@@ -119,7 +120,7 @@ impl Service {
             &sha256_hex(&token),
             &linked.user.id,
             &linked.identity.id,
-            &app.app_id,
+            app_id,
             now,
             expires_at,
         )
@@ -207,7 +208,7 @@ impl Service {
 
     /// `user(unionId)`.
     pub async fn user_by_union_id(&self, union_id: &UnionId) -> Result<Option<User>> {
-        Ok(store::users::by_union_id(&self.db, union_id.as_str()).await?)
+        Ok(store::users::by_union_id(&self.db, union_id).await?)
     }
 
     /// The user behind a session token, if the session is live.
@@ -221,7 +222,7 @@ impl Service {
     }
 
     /// A user's identities.
-    pub async fn identities(&self, user_id: &str) -> Result<Vec<Identity>> {
+    pub async fn identities(&self, user_id: &UserId) -> Result<Vec<Identity>> {
         Ok(store::users::identities_of(&self.db, user_id).await?)
     }
 }

@@ -8,10 +8,13 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{AppId, OpenId, Service};
+use crate::domain::{AppId, OpenId};
+
+use super::Service;
 use crate::clock::SystemClock;
-use crate::config::{AppKind, Config};
-use crate::error::Error;
+use crate::config::Config;
+use crate::domain::AppKind;
+use crate::domain::Error;
 
 /// Runs the backfill for one official account, with a progress bar on a terminal.
 pub async fn run(config: Config, app_id: &str) -> anyhow::Result<()> {

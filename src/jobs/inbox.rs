@@ -11,7 +11,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 
-use crate::error::{Error, Result};
+use crate::domain::{Error, Result};
 use crate::store;
 pub use crate::store::jobs::NewJob;
 

@@ -9,7 +9,7 @@ pub mod worker;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::AppConfig;
+use crate::domain::AppConfig;
 use crate::wechat::message::{Kind, Message};
 
 /// What a verified callback asks the worker to do, stored as the job's JSON payload.

@@ -9,9 +9,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::EventJob;
+use crate::domain::Error;
+use crate::domain::OpenId;
 use crate::domain::job::JobKind;
-use crate::error::Error;
-use crate::identity::{OpenId, Service};
+use crate::identity::Service;
 use crate::store;
 
 /// How often an idle worker looks for jobs written by other instances.

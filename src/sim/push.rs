@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::control::bad;
 use super::state::{Follow, SimApp, SimState};
-use crate::config::AppKind;
+use crate::domain::AppKind;
 use crate::wechat::{crypto, message};
 
 type S = State<Arc<SimState>>;

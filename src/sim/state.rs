@@ -12,7 +12,7 @@ use base64::Engine;
 use rand::Rng;
 use sha2::{Digest, Sha256};
 
-use crate::config::{AppConfig, AppKind};
+use crate::domain::{AppConfig, AppKind};
 use secrecy::ExposeSecret;
 
 /// Access tokens live this long, as WeChat's do.

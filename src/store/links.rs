@@ -13,9 +13,11 @@ use sea_orm::{
     EntityTrait, QueryFilter, TransactionTrait, TryInsertResult,
 };
 
-use crate::config::AppConfig;
-use crate::domain::link::{CurrentUser, Decision, Known, Owner, Target, UserId, decide};
-use crate::identity::{Identity, User};
+use super::users::{identity_from_row, user_from_row};
+use crate::domain::AppConfig;
+use crate::domain::UserId;
+use crate::domain::link::{CurrentUser, Decision, Known, Owner, Target, decide};
+use crate::domain::{Identity, User};
 
 /// What we learned about a person from one app.
 #[derive(Debug, Clone)]
@@ -157,8 +159,8 @@ async fn link_once(db: &impl ConnectionTrait, s: &Sighting<'_>) -> Result<Attemp
             return Ok(Attempt::Retry);
         }
         return Ok(Attempt::Done(Box::new(Linked {
-            user: User::from(user),
-            identity: Identity::from(row),
+            user: user_from_row(user)?,
+            identity: identity_from_row(row)?,
             is_new_user,
         })));
     };
@@ -219,8 +221,8 @@ async fn link_once(db: &impl ConnectionTrait, s: &Sighting<'_>) -> Result<Attemp
     }
     let identity = am.update(db).await?;
     Ok(Attempt::Done(Box::new(Linked {
-        user: User::from(user),
-        identity: Identity::from(identity),
+        user: user_from_row(user)?,
+        identity: identity_from_row(identity)?,
         is_new_user: false,
     })))
 }

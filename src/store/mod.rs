@@ -11,6 +11,12 @@ use std::time::Duration;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, SqlErr};
 
+impl From<DbErr> for crate::domain::Error {
+    fn from(e: DbErr) -> Self {
+        crate::domain::Error::internal(e)
+    }
+}
+
 /// Opens the pool. SQLite gets a single connection: it has one writer at a time anyway, and
 /// one connection turns "database is locked" races into an orderly queue.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {

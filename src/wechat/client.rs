@@ -11,9 +11,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
-use crate::config::AppConfig;
-use crate::error::Error;
-use crate::identity::LoginCode;
+use crate::domain::AppConfig;
+use crate::domain::Error;
+use crate::domain::LoginCode;
 
 /// Errcodes meaning "this access token is not valid": drop it, refresh once, retry once.
 pub const TOKEN_ERRCODES: [i64; 3] = [40001, 42001, 40014];
@@ -276,7 +276,7 @@ impl WechatClient {
         force_refresh: bool,
     ) -> Result<IssuedToken, CallError> {
         match app.token_endpoint {
-            crate::config::TokenEndpoint::Classic => {
+            crate::domain::TokenEndpoint::Classic => {
                 let query = [
                     ("grant_type", "client_credential"),
                     ("appid", app.app_id.as_str()),
@@ -284,7 +284,7 @@ impl WechatClient {
                 ];
                 self.call("cgi-bin/token", &query, Body::None).await
             }
-            crate::config::TokenEndpoint::Stable => {
+            crate::domain::TokenEndpoint::Stable => {
                 let body = serde_json::json!({
                     "grant_type": "client_credential",
                     "appid": app.app_id,

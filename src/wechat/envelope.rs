@@ -9,7 +9,7 @@ use secrecy::ExposeSecret;
 
 use super::crypto::{self, CryptoError, MsgCrypt};
 use super::message::{self, Message};
-use crate::config::AppConfig;
+use crate::domain::AppConfig;
 
 /// Why a request is refused; nothing is recorded for any of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +127,7 @@ pub fn text_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AppKind, TokenEndpoint};
+    use crate::domain::{AppKind, TokenEndpoint};
     use secrecy::SecretString;
 
     const KEY: &str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG";

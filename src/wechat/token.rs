@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use super::client::{CallError, WechatClient};
 use crate::cache::Cache;
-use crate::config::{AppConfig, TokenEndpoint};
-use crate::error::{Error, Result};
+use crate::domain::{AppConfig, TokenEndpoint};
+use crate::domain::{Error, Result};
 
 /// Refresh this long before WeChat's stated expiry.
 const EARLY: i64 = 300;

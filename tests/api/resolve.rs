@@ -92,7 +92,7 @@ async fn sync_followers_backfills_every_follower() {
     )
     .await
     .unwrap();
-    let app_id = wxunion::identity::AppId::parse(OA).unwrap();
+    let app_id = wxunion::domain::AppId::parse(OA).unwrap();
     let linked =
         wxunion::identity::sync::sync(&service, &app_id, |_| indicatif::ProgressBar::hidden())
             .await

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::error::Error;
+use super::error::Error;
 
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident, $what:literal, $check:expr) => {
@@ -25,6 +25,11 @@ macro_rules! id_type {
             /// The identifier as WeChat spells it.
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+
+            /// The identifier, moved out.
+            pub fn into_string(self) -> String {
+                self.0
             }
         }
 
@@ -61,6 +66,40 @@ id_type!(
     "unionId",
     |s| token_chars(s, 64)
 );
+
+/// A user's id, as wxunion stored it (a UUIDv7).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserId(String);
+
+impl UserId {
+    /// Wraps an id read from storage or minted by it.
+    pub fn new(id: impl Into<String>) -> Self {
+        UserId(id.into())
+    }
+
+    /// Checks the shape of an id a client sent.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        if !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            Ok(UserId(s.to_owned()))
+        } else {
+            Err(Error::BadRequest("user id has the wrong shape".into()))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// A login code from `wx.login` or an OAuth redirect: single use, opaque to us.
 #[derive(Clone, PartialEq, Eq)]

@@ -72,17 +72,5 @@ impl Error {
     }
 }
 
-impl From<sea_orm::DbErr> for Error {
-    fn from(e: sea_orm::DbErr) -> Self {
-        Error::internal(e)
-    }
-}
-
-impl From<redis::RedisError> for Error {
-    fn from(e: redis::RedisError) -> Self {
-        Error::internal(e)
-    }
-}
-
 /// The crate-wide result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

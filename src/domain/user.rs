@@ -1,0 +1,30 @@
+//! People and the identities apps see of them.
+
+use chrono::{DateTime, Utc};
+
+use super::app::AppKind;
+use super::ids::{AppId, OpenId, UnionId, UserId};
+
+/// One person within one open-platform scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: UserId,
+    /// The open-platform label (`op:<label>`) or the app itself (`app:<appid>`).
+    pub scope: String,
+    pub union_id: Option<UnionId>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// How one app sees one person.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub id: String,
+    pub user_id: UserId,
+    pub app_id: AppId,
+    pub app_kind: AppKind,
+    pub open_id: OpenId,
+    pub union_id: Option<UnionId>,
+    pub subscribed: Option<bool>,
+    pub first_seen_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+}
