@@ -5,6 +5,7 @@
 
 mod auth;
 pub mod errors;
+pub mod limits;
 mod mutation;
 mod query;
 mod types;
