@@ -599,9 +599,12 @@ mod tests {
     use std::fmt::Write as _;
     use std::time::{Duration, Instant};
 
+    use async_graphql::extensions::Analyzer;
     use async_graphql::parser::parse_query;
+    use async_graphql::{EmptySubscription, Schema, Value};
 
     use super::*;
+    use crate::graphql::{Mutation, Query, build};
 
     /// The queries graphql-js and graphql-core print (see each file's first line).
     const INTROSPECTION: &[(&str, &str)] = &[
@@ -983,5 +986,126 @@ mod tests {
             assert!(stats.depth < l.max_depth, "{name}");
             assert!(stats.recursive_depth + 8 <= l.max_recursive_depth, "{name}");
         }
+    }
+
+    fn errors_of(resp: &async_graphql::Response) -> Vec<String> {
+        resp.errors.iter().map(|e| e.message.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn introspection_queries_run_on_the_real_schema() {
+        let schema = build(None);
+        // The same schema with async-graphql's own complexity and depth reported.
+        let analyzed = Schema::build(Query, Mutation, EmptySubscription)
+            .extension(Analyzer)
+            .finish();
+        for &(name, query) in INTROSPECTION {
+            let resp = schema.execute(query).await;
+            assert!(resp.errors.is_empty(), "{name}: {:?}", errors_of(&resp));
+            let data = resp.data.into_json().unwrap();
+            let types = data["__schema"]["types"].as_array().unwrap();
+            assert!(types.len() > 10, "{name}: {types:?}");
+            assert!(
+                types.iter().any(|t| t["name"] == "User"),
+                "{name}: no User type"
+            );
+
+            let resp = analyzed.execute(query).await;
+            let analyzer = resp.extensions.get("analyzer").unwrap();
+            let Value::Object(analyzer) = analyzer else {
+                panic!("{analyzer:?}");
+            };
+            let (complexity, depth) = (&analyzer["complexity"], &analyzer["depth"]);
+            println!("{name:<27} complexity {complexity} depth {depth}");
+            let stats = measure_document(&doc(query)).unwrap();
+            assert_eq!(complexity, &Value::from(stats.fields), "{name}");
+            assert_eq!(depth, &Value::from(stats.depth), "{name}");
+        }
+    }
+
+    /// `{ __schema { types { fields { type { ofType { ofType … { name } … } } } } } }`,
+    /// `depth` fields deep.
+    fn deep_introspection(depth: usize) -> String {
+        assert!(depth >= 5);
+        let of_types = depth - 5;
+        format!(
+            "{{ __schema {{ types {{ fields {{ type {{ {} name {} }} }} }} }} }}",
+            "ofType { ".repeat(of_types),
+            "} ".repeat(of_types)
+        )
+    }
+
+    /// `__schema { types { fields { type { ofType { fields { … } } } } } }` with `levels`
+    /// `fields`: 3 × levels + 3 deep, and every level multiplies the answer.
+    fn introspection_fan_out(levels: usize) -> String {
+        let mut q = String::from("{ __schema { types { name ");
+        for _ in 0..levels {
+            q.push_str("fields { name type { ofType { name ");
+        }
+        for _ in 0..levels {
+            q.push_str("} } }");
+        }
+        q.push_str("} } }");
+        q
+    }
+
+    #[tokio::test]
+    async fn the_schema_still_refuses_abusive_queries() {
+        let schema = build(None);
+        let wide = format!(
+            "{{ {} }}",
+            (0..600)
+                .map(|i| format!("m{i}: me {{ id }}"))
+                .collect::<String>()
+        );
+        let cases: Vec<(&str, String, Vec<&str>)> = vec![
+            (
+                "introspection at MAX_DEPTH",
+                deep_introspection(MAX_DEPTH),
+                vec![],
+            ),
+            (
+                "introspection one field deeper than MAX_DEPTH",
+                deep_introspection(MAX_DEPTH + 1),
+                vec!["Query is nested too deep."],
+            ),
+            (
+                "introspection fanning out three times",
+                introspection_fan_out(3),
+                vec![],
+            ),
+            (
+                "introspection fanning out six times",
+                introspection_fan_out(6),
+                vec!["Query is nested too deep."],
+            ),
+            (
+                "600 aliases of me { id }",
+                wide,
+                vec!["Query is too complex."],
+            ),
+        ];
+        for (name, query, expected) in cases {
+            let resp = schema.execute(query.as_str()).await;
+            assert_eq!(errors_of(&resp), expected, "{name}");
+        }
+        let deeper = deep_introspection(MAX_DEPTH + 1);
+        assert_eq!(
+            check_document(&doc(&deeper), &Limits::DEFAULT),
+            Err(LimitError::TooDeep {
+                depth: 17,
+                limit: 16
+            })
+        );
+        // The bomb with a `me { id }` leaf: async-graphql alone refuses it as too complex,
+        // but only after seconds of CPU; check_document refuses it first.
+        let bomb = fragment_bomb(28, "me{id}");
+        assert_eq!(
+            check_document(&doc(&bomb), &Limits::DEFAULT),
+            Err(LimitError::TooManyFields {
+                fields: 1 << 29,
+                limit: 2_000
+            })
+        );
     }
 }
