@@ -5,6 +5,7 @@
 
 mod auth;
 pub mod errors;
+pub mod limits;
 mod mutation;
 mod query;
 mod types;
@@ -23,8 +24,9 @@ pub type ApiSchema = Schema<Query, Mutation, EmptySubscription>;
 /// Builds the schema; with `service` absent it is good for printing the SDL only.
 pub fn build(service: Option<Service>) -> ApiSchema {
     let mut builder = Schema::build(Query, Mutation, EmptySubscription)
-        .limit_depth(12)
-        .limit_complexity(1_000);
+        .limit_depth(limits::MAX_DEPTH)
+        .limit_complexity(limits::MAX_COMPLEXITY)
+        .limit_recursive_depth(limits::MAX_RECURSIVE_DEPTH);
     if let Some(service) = service {
         builder = builder.data(service);
     }
