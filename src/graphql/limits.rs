@@ -21,19 +21,15 @@
 //!    expansion, computed without expanding (every fragment is measured once and
 //!    memoised), with fragment cycles and unknown fragments reported as errors.
 //!
-//! The HTTP layer or the [`LimitsExtension`] (whose `prepare_request` hook runs before
-//! async-graphql parses and walks the document) calls them; the schema's own depth and
-//! complexity limits ([`MAX_DEPTH`], [`MAX_COMPLEXITY`]) still apply afterwards.
+//! The HTTP layer (`http::graphql`) calls them before handing the parsed document to
+//! async-graphql (whose own parse-time walk, `check_recursive_depth`, expands fragments too);
+//! the schema's own depth and complexity limits ([`MAX_DEPTH`], [`MAX_COMPLEXITY`]) still
+//! apply afterwards.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::sync::Arc;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
-};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ErrorExtensionValues, Request, ServerError, ServerResult};
 
 /// Field depth the schema admits (`Schema::limit_depth`). graphql-js's and graphql-core's
 /// `getIntrospectionQuery()` reach 15 (`__schema.types.fields.args.type` and nine levels of
@@ -159,17 +155,6 @@ impl fmt::Display for LimitError {
 }
 
 impl std::error::Error for LimitError {}
-
-impl LimitError {
-    /// The GraphQL error for a response: this message and `extensions.code = BAD_REQUEST`.
-    pub fn to_server_error(&self) -> ServerError {
-        let mut err = ServerError::new(self.to_string(), None);
-        let mut ext = ErrorExtensionValues::default();
-        ext.set("code", "BAD_REQUEST");
-        err.extensions = Some(ext);
-        err
-    }
-}
 
 /// What one lexical pass over a query text found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -597,35 +582,6 @@ fn measure_set(
         total.absorb(item);
     }
     Ok(total)
-}
-
-/// An async-graphql extension that applies [`check_text`] and [`check_document`] in the
-/// `prepare_request` hook: the only hook that runs before async-graphql's own parse-time
-/// walk (`check_recursive_depth`, which expands fragments too). It parses the query
-/// itself and leaves the document in the request, so the query is parsed once.
-/// `Schema::build(..).extension(LimitsExtension(Limits::DEFAULT))`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LimitsExtension(pub Limits);
-
-impl ExtensionFactory for LimitsExtension {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(*self)
-    }
-}
-
-#[async_graphql::async_trait::async_trait]
-impl Extension for LimitsExtension {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        check_text(&request.query, &self.0).map_err(|e| e.to_server_error())?;
-        let doc = request.parsed_query()?;
-        check_document(doc, &self.0).map_err(|e| e.to_server_error())?;
-        next.run(ctx, request).await
-    }
 }
 
 #[cfg(test)]
@@ -1141,56 +1097,5 @@ mod tests {
                 limit: 2_000
             })
         );
-    }
-
-    #[tokio::test]
-    async fn the_extension_refuses_bombs_before_async_graphql_walks_them() {
-        let schema = Schema::build(Query, Mutation, EmptySubscription)
-            .limit_depth(MAX_DEPTH)
-            .limit_complexity(MAX_COMPLEXITY)
-            .extension(LimitsExtension(Limits::DEFAULT))
-            .finish();
-        let cases: Vec<(&str, String, &str)> = vec![
-            (
-                "28 levels",
-                fragment_bomb(28, "__typename"),
-                "the query has 268435456 fields after expanding fragments; the limit is 2000",
-            ),
-            (
-                "28 levels with a me { id } leaf",
-                fragment_bomb(28, "me{id}"),
-                "the query has 536870912 fields after expanding fragments; the limit is 2000",
-            ),
-            (
-                "64 levels",
-                fragment_bomb(64, "__typename"),
-                "the query has at least 18446744073709551615 fields after expanding fragments; \
-                 the limit is 2000",
-            ),
-            (
-                "nested lists",
-                format!("{{a(x: {}1{})}}", "[".repeat(5_000), "]".repeat(5_000)),
-                "the query nests brackets more than 32 deep; the limit is 32",
-            ),
-            (
-                "a cycle",
-                "fragment A on Query{...A} {...A}".into(),
-                "fragment `A` spreads itself (a fragment cycle)",
-            ),
-        ];
-        for (name, query, expected) in cases {
-            let started = Instant::now();
-            let resp = schema.execute(query.as_str()).await;
-            println!("extension, {name}: {:?}", started.elapsed());
-            assert_eq!(errors_of(&resp), vec![expected.to_owned()], "{name}");
-            let ext = resp.errors[0].extensions.as_ref().unwrap();
-            assert_eq!(ext.get("code"), Some(&Value::from("BAD_REQUEST")), "{name}");
-        }
-        for &(name, query) in INTROSPECTION {
-            let resp = schema.execute(query).await;
-            assert!(resp.errors.is_empty(), "{name}: {:?}", errors_of(&resp));
-        }
-        let resp = schema.execute("{ me { id ").await;
-        assert_eq!(resp.errors.len(), 1, "a syntax error is still reported");
     }
 }

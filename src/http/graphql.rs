@@ -11,8 +11,9 @@
 //! 3. (POST) fit in [`GRAPHQL_BODY_LIMIT`], or get 413 before more is read;
 //! 4. be one JSON object with well-typed `query`, `operationName`, `variables`, `extensions`
 //!    (batches are not supported), or get 400;
-//! 5. pass the cost limits of [`crate::graphql::limits`] before anything exponential runs, and
-//!    (GET) not be a mutation (405).
+//! 5. pass the cost limits of [`crate::graphql::limits`] (size, tokens, nesting, fields after
+//!    fragment expansion) before anything that grows faster than the text runs, and (GET) not
+//!    be a mutation (405).
 //!
 //! Every answer is a GraphQL JSON response whose errors carry `extensions.code`; an answer
 //! to a request that never reached execution has no `data` key.
@@ -30,6 +31,7 @@ use http_body_util::BodyExt;
 use serde_json::{Map, Value, json};
 
 use crate::app::AppState;
+use crate::graphql::limits::{self, Limits};
 use crate::graphql::{Caller, errors};
 
 use super::GRAPHQL_BODY_LIMIT;
@@ -429,10 +431,17 @@ async fn run(
         };
         Refusal::new(status, message)
     };
+    // The cost limits, before anything that grows faster than the text runs.
+    if let Err(e) = limits::check_text(&params.query, &Limits::DEFAULT) {
+        return refuse(pre_execution(e.to_string()), media);
+    }
     let doc = match async_graphql::parser::parse_query(&params.query) {
         Ok(doc) => doc,
         Err(e) => return refuse(pre_execution(e.to_string()), media),
     };
+    if let Err(e) = limits::check_document(&doc, &Limits::DEFAULT) {
+        return refuse(pre_execution(e.to_string()), media);
+    }
     let chosen = chosen_operation(&doc, params.operation_name.as_deref());
     if is_get && chosen.is_some_and(|(_, ty)| ty == OperationType::Mutation) {
         return refuse(

@@ -390,3 +390,104 @@ async fn every_must_and_should_audit_of_graphql_http_passes() {
         .unwrap_or_default();
     assert!(summary.starts_with("audits: 61 ok"), "{stdout}");
 }
+
+fn fragment_bomb(levels: usize, leaf: &str) -> String {
+    let mut q = format!("query {{ ...F{levels} }} fragment F0 on Query {{ {leaf} }}");
+    for i in 1..=levels {
+        q.push_str(&format!(
+            " fragment F{i} on Query {{ ...F{p} ...F{p} }}",
+            p = i - 1
+        ));
+    }
+    q
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_fragment_bomb_is_refused_at_once_with_memory_flat() {
+    let app = spawn_app().await;
+    let before = rss_kib();
+    for (levels, leaf) in [(28, "__typename"), (28, "me { id }"), (64, "__typename")] {
+        let body = json!({ "query": fragment_bomb(levels, leaf) }).to_string();
+        let started = std::time::Instant::now();
+        let (status, _, v) = post_raw(&app, Some("application/json"), Some(GQL), body).await;
+        let took = started.elapsed();
+        assert_eq!(status, 400, "{v}");
+        assert_refusal(&v, "BAD_REQUEST");
+        let msg = v["errors"][0]["message"].as_str().unwrap();
+        assert!(msg.contains("after expanding fragments"), "{msg}");
+        // Refused before anything exponential runs: milliseconds, not the seconds (24
+        // levels: 11 s of CPU; 28: killed at 24 GB) it cost before the limits.
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "{levels} levels took {took:?}"
+        );
+    }
+    let grown = rss_kib().saturating_sub(before);
+    assert!(grown < 50 * 1024, "RSS grew by {grown} KiB");
+}
+
+#[tokio::test]
+async fn documents_too_large_too_many_tokens_or_too_nested_are_refused_before_parsing() {
+    let app = spawn_app().await;
+    let cases = [
+        (format!("{{ {} }}", "a ".repeat(4_500)), "tokens"),
+        (
+            format!("{{ a(x: {}1{}) }}", "[".repeat(5_000), "]".repeat(5_000)),
+            "nests",
+        ),
+        (
+            format!("# {}\n{{ __typename }}", "x".repeat(40_000)),
+            "bytes",
+        ),
+    ];
+    for (query, what) in cases {
+        let body = json!({ "query": query }).to_string();
+        let (status, _, v) = post_raw(&app, Some("application/json"), Some(GQL), body).await;
+        assert_eq!(status, 400, "{what}: {v}");
+        assert_refusal(&v, "BAD_REQUEST");
+        let msg = v["errors"][0]["message"].as_str().unwrap();
+        assert!(msg.contains(what), "{what}: {msg}");
+    }
+    // The server is still up and answering.
+    let (status, _, v) = post_raw(
+        &app,
+        Some("application/json"),
+        None,
+        json!({ "query": "{ __typename }" }).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(v["data"]["__typename"], "Query");
+}
+
+#[tokio::test]
+async fn the_standard_introspection_queries_succeed() {
+    let app = spawn_app().await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("introspection_") {
+            continue;
+        }
+        seen += 1;
+        let query = std::fs::read_to_string(&path).unwrap();
+        let body = json!({ "query": query, "operationName": "IntrospectionQuery" }).to_string();
+        let (status, _, v) = post_raw(&app, Some("application/json"), Some(GQL), body).await;
+        assert_eq!(status, 200, "{name}: {v}");
+        assert!(v.get("errors").is_none(), "{name}: {}", v["errors"]);
+        let types = v["data"]["__schema"]["types"].as_array().unwrap();
+        assert!(types.iter().any(|t| t["name"] == "LoginPayload"), "{name}");
+    }
+    assert!(seen >= 5, "only {seen} introspection fixtures");
+}
