@@ -8,33 +8,26 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
-use crate::graphql::{self, ApiSchema};
+use crate::graphql;
+use crate::http::AppState;
 use crate::http::server::{self, Limits};
-use crate::identity::Service;
-use crate::jobs::{inbox::Inbox, worker};
+use crate::identity::{Service, connect_storage};
+use crate::jobs::inbox::Inbox;
+use crate::jobs::worker::{self, Queue};
 use crate::sim::{SimApp, Simulator};
 use crate::{sandbox, telemetry};
-
-/// What every handler can reach.
-#[derive(Clone)]
-pub struct AppState {
-    pub service: Service,
-    pub schema: ApiSchema,
-    pub inbox: Inbox,
-    pub metrics: PrometheusHandle,
-}
 
 /// A built, not yet running, wxunion.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    queue: Queue,
     wake: Arc<Notify>,
     sim: Option<Simulator>,
 }
@@ -70,18 +63,19 @@ impl Application {
             sim.state
                 .set_callback_base(&format!("http://{}", listener.local_addr()?));
         }
-        let service = Service::connect(config, clock).await?;
-        let db = service.db.clone();
+        let (db, cache) = connect_storage(&config).await?;
+        let service = Service::new(config, db.clone(), cache, clock.clone())?;
         let wake = Arc::new(Notify::new());
         let state = AppState {
             schema: graphql::build(Some(service.clone())),
-            inbox: Inbox::start(db, wake.clone()),
+            inbox: Inbox::start(db.clone(), wake.clone()),
             metrics: telemetry::metrics_handle(),
             service,
         };
         Ok(Application {
             listener,
             state,
+            queue: Queue::new(db, clock),
             wake,
             sim,
         })
@@ -91,7 +85,7 @@ impl Application {
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
-            .unwrap_or_else(|_| self.state.service.config.listen)
+            .unwrap_or_else(|_| self.state.service.config().listen)
     }
 
     /// The in-process simulator, in sandbox mode.
@@ -101,7 +95,7 @@ impl Application {
 
     /// The effective configuration (after sandbox defaults).
     pub fn config(&self) -> &Config {
-        &self.state.service.config
+        self.state.service.config()
     }
 
     /// Serves until `shutdown` resolves, then lets requests in flight finish for at most
@@ -110,17 +104,18 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let config = self.state.service.config.clone();
+        let config = self.state.service.config().clone();
         let mut workers = JoinSet::new();
         let lease = chrono::Duration::seconds(config.job_lease_seconds as i64);
         for _ in 0..config.job_workers {
             workers.spawn(worker::run(
+                self.queue.clone(),
                 self.state.service.clone(),
                 self.wake.clone(),
                 lease,
             ));
         }
-        workers.spawn(worker::prune_forever(self.state.service.clone()));
+        workers.spawn(worker::prune_forever(self.queue.clone()));
         let limits = Limits::from_config(&config);
         let app = crate::http::router(self.state);
         server::serve(self.listener, app, limits, shutdown).await;

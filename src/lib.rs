@@ -4,10 +4,12 @@
 //! one open-platform account. wxunion turns logins, official-account callbacks and openids
 //! into one user record per unionid, and serves it over GraphQL.
 //!
-//! Layout: `config` (TOML + env), `app` (assembly), `http` (routes), `graphql` (API),
-//! `identity` (the domain and its use cases), `store` (all SQL), `cache` (Redis or in-process),
-//! `wechat` (API client, tokens, crypto, XML, the callback envelope), `jobs` (the callback inbox and the workers), `sim` (the
-//! WeChat simulator), `sandbox` (zero-config mode).
+//! Layout, from the bottom up (each module imports only modules below it; a test checks it):
+//! `domain` (ids, apps, users, the error type, the linking and retry rules) and `clock`;
+//! `wechat` (WeChat's wire format: client, tokens, crypto, envelope, XML) and `cache`;
+//! `config` (TOML + env) and `store` (all SQL); `identity` (the use cases); `graphql` (the API)
+//! and `jobs` (callback inbox and workers); `http` (routes and the server); `app` (assembly),
+//! `sim` (the WeChat simulator) and `sandbox` (zero-config mode).
 
 pub mod app;
 pub mod cache;
@@ -23,3 +25,7 @@ pub mod sim;
 pub mod store;
 pub mod telemetry;
 pub mod wechat;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod architecture_tests;

@@ -4,8 +4,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
 use wxunion::app::Application;
+
+use wxunion::clock::SystemClock;
 use wxunion::config::Config;
+use wxunion::domain::AppId;
+use wxunion::identity::Service;
 use wxunion::sim::{SimApp, Simulator};
 use wxunion::{graphql, sandbox, store, telemetry};
 
@@ -107,8 +112,29 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             tokio::signal::ctrl_c().await?;
             Ok(())
         }
-        Command::SyncFollowers { app } => wxunion::identity::sync::run(config, &app).await,
+        Command::SyncFollowers { app } => sync_followers(config, &app).await,
     }
+}
+
+/// Runs the follower backfill of one official account, with a progress bar on a terminal.
+async fn sync_followers(config: Config, app_id: &str) -> anyhow::Result<()> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    use wxunion::identity::sync::{Progress, sync};
+    let service = Service::connect(config, Arc::new(SystemClock)).await?;
+    let app_id = AppId::parse(app_id)?;
+    let bar = ProgressBar::new(0);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} followers ({eta} left)")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let linked = sync(&service, &app_id, |p| match p {
+        Progress::Started { total } => bar.set_length(total),
+        Progress::Linked => bar.inc(1),
+        Progress::Finished { .. } => bar.finish(),
+    })
+    .await?;
+    println!("resolved {linked} followers of {app_id}");
+    Ok(())
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -37,7 +37,7 @@ impl Caller {
         };
         let hash = sha256_hex(token);
         if let Some(key) = service
-            .config
+            .config()
             .api_keys
             .iter()
             .find(|k| crate::wechat::crypto::signatures_match(&k.sha256_hex, &hash))

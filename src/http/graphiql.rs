@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use sha2::{Digest, Sha256};
 
-use crate::app::AppState;
+use super::AppState;
 
 pub use vendored::{GRAPHIQL_VERSION, REACT_VERSION};
 
@@ -177,7 +177,7 @@ async fn file(
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    if !state.service.config.graphiql {
+    if !state.service.config().graphiql {
         return disabled();
     }
     let Some(served) = files().get(path.as_str()) else {

@@ -30,7 +30,7 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde_json::{Map, Value, json};
 
-use crate::app::AppState;
+use super::AppState;
 use crate::graphql::limits::{self, Limits};
 use crate::graphql::{Caller, errors};
 
@@ -367,7 +367,7 @@ pub async fn get(
     RawQuery(raw): RawQuery,
 ) -> Response {
     if wants_html(&headers) {
-        return super::graphiql::page(state.service.config.graphiql);
+        return super::graphiql::page(state.service.config().graphiql);
     }
     let Some(media) = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())) else {
         return refuse(not_acceptable(), MediaType::Json);

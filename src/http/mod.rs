@@ -18,7 +18,19 @@ use axum::response::Response;
 use axum::routing::get;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::app::AppState;
+use crate::graphql::ApiSchema;
+use crate::identity::Service;
+use crate::jobs::inbox::Inbox;
+
+/// What the handlers reach: the use cases, the schema, the callback inbox and the metrics
+/// registry; never the storage under them.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Service,
+    pub schema: ApiSchema,
+    pub inbox: Inbox,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
 
 pub use graphql::MAX_OPERATION_LABELS;
 
@@ -29,8 +41,8 @@ pub const GRAPHQL_BODY_LIMIT: usize = 256 * 1024;
 
 /// Every route wxunion serves.
 pub fn router(state: AppState) -> Router {
-    let cors = cors(&state.service.config.cors_allowed_origins);
-    let request_timeout = Duration::from_secs(state.service.config.http_request_timeout_seconds);
+    let cors = cors(&state.service.config().cors_allowed_origins);
+    let request_timeout = Duration::from_secs(state.service.config().http_request_timeout_seconds);
     let graphql = Router::new()
         .route(
             "/graphql",

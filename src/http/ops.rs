@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde_json::json;
 
-use crate::app::AppState;
+use super::AppState;
 
 /// The process is up and serving.
 pub async fn healthz() -> &'static str {
@@ -17,11 +17,11 @@ pub async fn healthz() -> &'static str {
 
 /// The database and the cache both answer; 503 otherwise, naming which one failed.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let timeout = std::time::Duration::from_secs(2);
-    let db = tokio::time::timeout(timeout, crate::store::ping(&state.service.db)).await;
-    let cache = tokio::time::timeout(timeout, state.service.cache.ping()).await;
-    let db_ok = matches!(db, Ok(Ok(())));
-    let cache_ok = matches!(cache, Ok(Ok(())));
+    let ready = state
+        .service
+        .readiness(std::time::Duration::from_secs(2))
+        .await;
+    let (db_ok, cache_ok) = (ready.database, ready.cache);
     let status = if db_ok && cache_ok {
         StatusCode::OK
     } else {
@@ -33,7 +33,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         Json(json!({
             "database": word(db_ok),
             "cache": word(cache_ok),
-            "cache_kind": state.service.cache.kind(),
+            "cache_kind": ready.cache_kind,
         })),
     )
 }

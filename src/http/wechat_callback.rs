@@ -13,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::AppState;
+use super::AppState;
 use crate::domain::job::JobKind;
 use crate::domain::{AppConfig, AppKind};
 use crate::jobs::{EventJob, inbox::NewJob};
@@ -67,7 +67,7 @@ impl IntoResponse for Refused {
 fn official_account<'a>(state: &'a AppState, app_id: &str) -> Option<&'a AppConfig> {
     state
         .service
-        .config
+        .config()
         .app(app_id)
         .filter(|a| a.kind == AppKind::OfficialAccount)
 }
@@ -97,7 +97,7 @@ pub async fn receive(
     let msg = &opened.message;
     let job = EventJob::from_message(msg);
     let payload = serde_json::to_string(&job).map_err(|_| Refused::NotRecorded)?;
-    let now = state.service.clock.now();
+    let now = state.service.now();
     state
         .inbox
         .record(NewJob {

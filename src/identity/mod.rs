@@ -5,4 +5,4 @@
 mod service;
 pub mod sync;
 
-pub use service::{Login, Service};
+pub use service::{Login, Readiness, Service, connect_storage};

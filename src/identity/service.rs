@@ -33,28 +33,55 @@ pub struct Login {
 
 /// Everything the use cases need, cheap to clone.
 #[derive(Clone)]
+///
+/// Its infrastructure (database, cache, WeChat client) is private to `identity`: transports
+/// and workers call the use cases, never the storage under them.
 pub struct Service {
-    pub config: Arc<Config>,
-    pub db: DatabaseConnection,
-    pub cache: Cache,
-    pub wechat: WechatClient,
-    pub tokens: AccessTokens,
-    pub clock: SharedClock,
+    pub(super) config: Arc<Config>,
+    pub(super) db: DatabaseConnection,
+    pub(super) cache: Cache,
+    pub(super) wechat: WechatClient,
+    pub(super) tokens: AccessTokens,
+    pub(super) clock: SharedClock,
+}
+
+/// Whether the service's database and cache answer, for `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    pub database: bool,
+    pub cache: bool,
+    pub cache_kind: &'static str,
+}
+
+/// Connects the database (applying pending migrations) and the cache a configuration names.
+pub async fn connect_storage(config: &Config) -> anyhow::Result<(DatabaseConnection, Cache)> {
+    use anyhow::Context as _;
+    let db = store::connect(&config.database_url, config.database_max_connections)
+        .await
+        .context("cannot connect to the database (database_url)")?;
+    store::migrate(&db)
+        .await
+        .context("cannot apply migrations")?;
+    let cache = Cache::connect(config.redis_url.as_deref(), &config.redis_prefix)
+        .await
+        .context("cannot connect to Redis (redis_url)")?;
+    Ok((db, cache))
 }
 
 impl Service {
     /// Connects the database (applying pending migrations), the cache and the WeChat client.
     pub async fn connect(config: Config, clock: SharedClock) -> anyhow::Result<Service> {
-        use anyhow::Context as _;
-        let db = store::connect(&config.database_url, config.database_max_connections)
-            .await
-            .context("cannot connect to the database (database_url)")?;
-        store::migrate(&db)
-            .await
-            .context("cannot apply migrations")?;
-        let cache = Cache::connect(config.redis_url.as_deref(), &config.redis_prefix)
-            .await
-            .context("cannot connect to Redis (redis_url)")?;
+        let (db, cache) = connect_storage(&config).await?;
+        Service::new(config, db, cache, clock)
+    }
+
+    /// The use cases over an open database and cache.
+    pub fn new(
+        config: Config,
+        db: DatabaseConnection,
+        cache: Cache,
+        clock: SharedClock,
+    ) -> anyhow::Result<Service> {
         let wechat = WechatClient::new(
             &config.wechat_api_base,
             Duration::from_millis(config.wechat_timeout_ms),
@@ -72,6 +99,27 @@ impl Service {
             tokens,
             clock,
         })
+    }
+
+    /// The validated configuration the service runs on.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Now, by the service's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Pings the database and the cache, each bounded by `timeout`.
+    pub async fn readiness(&self, timeout: Duration) -> Readiness {
+        let db = tokio::time::timeout(timeout, store::ping(&self.db)).await;
+        let cache = tokio::time::timeout(timeout, self.cache.ping()).await;
+        Readiness {
+            database: matches!(db, Ok(Ok(()))),
+            cache: matches!(cache, Ok(Ok(()))),
+            cache_kind: self.cache.kind(),
+        }
     }
 
     /// The configured app of the expected kinds, or UNKNOWN_APP.

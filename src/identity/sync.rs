@@ -1,48 +1,36 @@
-//! `wxunion sync-followers`: backfill an official account's existing followers.
+//! The follower backfill behind `wxunion sync-followers`: backfill an official account's existing followers.
 //!
 //! Followers who never send an event are invisible to the callback; this walks
 //! `cgi-bin/user/get` page by page and resolves them 100 at a time with
 //! `cgi-bin/user/info/batchget`, linking each to the user of its unionid.
 
-use std::sync::Arc;
-
-use indicatif::{ProgressBar, ProgressStyle};
-
-use crate::domain::{AppId, OpenId};
+use crate::domain::{AppId, AppKind, Error, OpenId};
 
 use super::Service;
-use crate::clock::SystemClock;
-use crate::config::Config;
-use crate::domain::AppKind;
-use crate::domain::Error;
 
-/// Runs the backfill for one official account, with a progress bar on a terminal.
-pub async fn run(config: Config, app_id: &str) -> anyhow::Result<()> {
-    let service = Service::connect(config, Arc::new(SystemClock)).await?;
-    let app_id = AppId::parse(app_id)?;
-    let linked = sync(&service, &app_id, |total| {
-        let bar = ProgressBar::new(total);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:40} {pos}/{len} followers ({eta} left)")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    })
-    .await?;
-    println!("resolved {linked} followers of {app_id}");
-    Ok(())
+/// How far a follower sync has come, reported as it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// The account has this many followers (from the first page).
+    Started {
+        total: u64,
+    },
+    /// One more follower linked.
+    Linked,
+    Finished {
+        linked: u64,
+    },
 }
 
 /// Walks every follower page and links each follower; returns how many were linked.
 pub async fn sync(
     service: &Service,
     app_id: &AppId,
-    progress: impl FnOnce(u64) -> ProgressBar,
+    mut progress: impl FnMut(Progress),
 ) -> Result<u64, Error> {
     let app = service.app(app_id, &[AppKind::OfficialAccount])?;
     let mut next = String::new();
-    let mut bar = None;
-    let mut progress = Some(progress);
+    let mut started = false;
     let mut linked = 0u64;
     loop {
         let page = service
@@ -53,10 +41,11 @@ pub async fn sync(
                 async move { wechat.user_get(&token, &next).await }
             })
             .await?;
-        if bar.is_none()
-            && let Some(make) = progress.take()
-        {
-            bar = Some(make(page.total.max(0) as u64));
+        if !started {
+            started = true;
+            progress(Progress::Started {
+                total: page.total.max(0) as u64,
+            });
         }
         let openids = page.data.map(|d| d.openid).unwrap_or_default();
         if openids.is_empty() {
@@ -85,9 +74,7 @@ pub async fn sync(
                     )
                     .await?;
                 linked += 1;
-                if let Some(b) = &bar {
-                    b.inc(1);
-                }
+                progress(Progress::Linked);
             }
         }
         if page.next_openid.is_empty() || page.count < 10_000 {
@@ -95,8 +82,6 @@ pub async fn sync(
         }
         next = page.next_openid;
     }
-    if let Some(b) = bar {
-        b.finish();
-    }
+    progress(Progress::Finished { linked });
     Ok(linked)
 }

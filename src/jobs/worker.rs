@@ -6,7 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sea_orm::DatabaseConnection;
 use tokio::sync::Notify;
+
+use crate::clock::SharedClock;
 
 use super::EventJob;
 use crate::domain::Error;
@@ -18,19 +21,34 @@ use crate::store;
 /// How often an idle worker looks for jobs written by other instances.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 
-/// Runs one worker until the task is dropped.
-pub async fn run(service: Service, wake: Arc<Notify>, lease: chrono::Duration) {
+/// The jobs table as the workers see it: a database and a clock, nothing else.
+#[derive(Clone)]
+pub struct Queue {
+    db: DatabaseConnection,
+    clock: SharedClock,
+}
+
+impl Queue {
+    pub fn new(db: DatabaseConnection, clock: SharedClock) -> Queue {
+        Queue { db, clock }
+    }
+}
+
+/// Runs one worker until the task is dropped: claims jobs from `queue` and runs them with the
+/// use cases of `service`.
+pub async fn run(queue: Queue, service: Service, wake: Arc<Notify>, lease: chrono::Duration) {
+    let Queue { db, clock } = queue;
     loop {
         let notified = wake.notified();
-        match store::jobs::claim(&service.db, service.clock.now(), lease).await {
+        match store::jobs::claim(&db, clock.now(), lease).await {
             Ok(Some(job)) => {
                 let outcome = process(&service, &job).await;
-                let now = service.clock.now();
+                let now = clock.now();
                 let recorded = match outcome {
-                    Ok(()) => store::jobs::complete(&service.db, job.id, now).await,
+                    Ok(()) => store::jobs::complete(&db, job.id, now).await,
                     Err((e, permanent)) => {
                         tracing::warn!(job = job.id, attempts = job.attempts, error = %e, "callback job failed");
-                        store::jobs::fail(&service.db, &job, &e.to_string(), permanent, now).await
+                        store::jobs::fail(&db, &job, &e.to_string(), permanent, now).await
                     }
                 };
                 if let Err(e) = recorded {
@@ -54,9 +72,9 @@ const DONE_RETENTION: chrono::Duration = chrono::Duration::days(1);
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
 /// Prunes old done jobs every ten minutes until the task is dropped.
-pub async fn prune_forever(service: Service) {
+pub async fn prune_forever(queue: Queue) {
     loop {
-        match store::jobs::prune(&service.db, service.clock.now() - DONE_RETENTION).await {
+        match store::jobs::prune(&queue.db, queue.clock.now() - DONE_RETENTION).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(pruned = n, "pruned done jobs"),
             Err(e) => tracing::warn!(error = %e, "could not prune done jobs"),
@@ -82,7 +100,7 @@ async fn callback_event(service: &Service, job: &entity::jobs::Model) -> Result<
     let payload: EventJob = serde_json::from_str(&job.payload)
         .map_err(|e| permanent(Error::internal(anyhow::anyhow!("bad job payload: {e}"))))?;
     let app = service
-        .config
+        .config()
         .app(&job.app_id)
         .ok_or_else(|| permanent(Error::UnknownApp(job.app_id.clone())))?;
     let open_id = OpenId::parse(&payload.open_id).map_err(permanent)?;

@@ -93,10 +93,9 @@ async fn sync_followers_backfills_every_follower() {
     .await
     .unwrap();
     let app_id = wxunion::domain::AppId::parse(OA).unwrap();
-    let linked =
-        wxunion::identity::sync::sync(&service, &app_id, |_| indicatif::ProgressBar::hidden())
-            .await
-            .unwrap();
+    let linked = wxunion::identity::sync::sync(&service, &app_id, |_| {})
+        .await
+        .unwrap();
     assert_eq!(linked, 3);
     assert_eq!(app.count("SELECT COUNT(*) FROM identities").await, 4);
     assert_eq!(

@@ -77,19 +77,21 @@ async fn a_40001_with_the_classic_endpoint_refreshes_once() {
 #[tokio::test]
 async fn a_stale_failure_never_drops_a_token_another_instance_just_refreshed() {
     let app = spawn_app().await;
-    let service = wxunion::identity::Service::connect(
-        app.config.clone(),
-        std::sync::Arc::new(wxunion::clock::SystemClock),
+    // A second instance's token manager, on the same Redis prefix.
+    let cache = wxunion::cache::Cache::connect(app.config.redis_url.as_deref(), &app.redis_prefix)
+        .await
+        .unwrap();
+    let wechat = wxunion::wechat::WechatClient::new(
+        &app.config.wechat_api_base,
+        std::time::Duration::from_secs(5),
     )
-    .await
     .unwrap();
+    let tokens = wxunion::wechat::AccessTokens::new(cache.clone(), wechat, 10);
     let oa = app.config.app(OA).unwrap().clone();
-    let old = service.tokens.get(&oa).await.unwrap();
+    let old = tokens.get(&oa).await.unwrap();
     // Another instance refreshes while our call with `old` is in flight.
-    let cache = service.cache.clone();
     let seen = std::sync::Mutex::new(Vec::new());
-    let result = service
-        .tokens
+    let result = tokens
         .with_token(&oa, |token| {
             seen.lock().unwrap().push(token.clone());
             let cache = cache.clone();
@@ -124,12 +126,7 @@ async fn a_stale_failure_never_drops_a_token_another_instance_just_refreshed() {
         vec![old, "refreshed-elsewhere".to_owned()]
     );
     assert_eq!(
-        service
-            .cache
-            .get(&format!("token:{OA}"))
-            .await
-            .unwrap()
-            .as_deref(),
+        cache.get(&format!("token:{OA}")).await.unwrap().as_deref(),
         Some("refreshed-elsewhere")
     );
     assert_eq!(count(&app.sim_counts().await, "cgi-bin/stable_token"), 1);
