@@ -4,6 +4,7 @@
 pub mod graphiql;
 mod graphql;
 mod ops;
+pub mod request_id;
 pub mod server;
 mod wechat_callback;
 
@@ -57,7 +58,7 @@ pub fn router(state: AppState) -> Router {
             get(wechat_callback::verify).post(wechat_callback::receive),
         )
         .layer(DefaultBodyLimit::max(CALLBACK_BODY_LIMIT));
-    Router::new()
+    let routes = Router::new()
         .merge(graphql)
         .merge(callback)
         .merge(graphiql::routes())
@@ -69,8 +70,9 @@ pub fn router(state: AppState) -> Router {
             request_timeout,
             server::request_timeout,
         ))
-        .layer(middleware::from_fn(track))
-        .with_state(Arc::new(state))
+        .layer(middleware::from_fn(track));
+    // Outside `track` and the timeout: their log lines carry the request id too.
+    request_id::layer(routes).with_state(Arc::new(state))
 }
 
 /// Only the configured front-end origins may call `/graphql` from a browser.

@@ -19,3 +19,4 @@ mod resolve;
 mod sandbox;
 mod server_limits;
 mod tokens;
+mod tracing;
