@@ -21,7 +21,7 @@ use crate::identity::{Service, connect_storage};
 use crate::jobs::inbox::Inbox;
 use crate::jobs::worker::{self, Queue};
 use crate::sim::{SimApp, Simulator};
-use crate::{sandbox, telemetry};
+use crate::telemetry;
 
 /// A built, not yet running, wxunion.
 pub struct Application {
@@ -42,20 +42,22 @@ impl Application {
     /// listener. In sandbox mode it first starts the simulator with the demo apps and points
     /// WeChat calls at it.
     pub async fn build_with_clock(
-        mut config: Config,
+        config: Config,
         clock: SharedClock,
     ) -> anyhow::Result<Application> {
         let sim = if config.sandbox {
-            sandbox::fill_in(&mut config);
             let apps = config.apps.iter().map(SimApp::from).collect();
             let sim = Simulator::spawn(apps, config.sim_listen)
                 .await
                 .with_context(|| format!("cannot start the simulator on {}", config.sim_listen))?;
-            config.wechat_api_base = sim.base_url();
             Some(sim)
         } else {
             None
         };
+        // Sandbox mode talks to its own simulator (on the port it really got); otherwise WeChat.
+        let wechat_api_base = sim
+            .as_ref()
+            .map_or_else(|| config.wechat_api_base.clone(), Simulator::base_url);
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -64,7 +66,7 @@ impl Application {
                 .set_callback_base(&format!("http://{}", listener.local_addr()?));
         }
         let (db, cache) = connect_storage(&config).await?;
-        let service = Service::new(config, db.clone(), cache, clock.clone())?;
+        let service = Service::new(config, db.clone(), cache, clock.clone(), &wechat_api_base)?;
         let wake = Arc::new(Notify::new());
         let state = AppState {
             schema: graphql::build(Some(service.clone())),
@@ -93,7 +95,7 @@ impl Application {
         self.sim.as_ref()
     }
 
-    /// The effective configuration (after sandbox defaults).
+    /// The configuration it runs on.
     pub fn config(&self) -> &Config {
         self.state.service.config()
     }

@@ -98,12 +98,13 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Schema => Ok(()),
         Command::Sim { listen, target } => {
-            let mut config = config;
-            if config.apps.is_empty() {
-                config.apps = sandbox::demo_apps();
-            }
-            let sim =
-                Simulator::spawn(config.apps.iter().map(SimApp::from).collect(), listen).await?;
+            // The configured apps, or the demo apps for a file that lists none.
+            let apps = if config.apps.is_empty() {
+                sandbox::demo_apps()
+            } else {
+                config.apps.clone()
+            };
+            let sim = Simulator::spawn(apps.iter().map(SimApp::from).collect(), listen).await?;
             sim.state.set_callback_base(&target);
             println!(
                 "WeChat simulator on http://{} (control API: GET /sim), posting events to {target}",

@@ -72,18 +72,21 @@ impl Service {
     /// Connects the database (applying pending migrations), the cache and the WeChat client.
     pub async fn connect(config: Config, clock: SharedClock) -> anyhow::Result<Service> {
         let (db, cache) = connect_storage(&config).await?;
-        Service::new(config, db, cache, clock)
+        let wechat_api_base = config.wechat_api_base.clone();
+        Service::new(config, db, cache, clock, &wechat_api_base)
     }
 
-    /// The use cases over an open database and cache.
+    /// The use cases over an open database and cache, calling WeChat at `wechat_api_base`
+    /// (the configured one, or sandbox mode's simulator).
     pub fn new(
         config: Config,
         db: DatabaseConnection,
         cache: Cache,
         clock: SharedClock,
+        wechat_api_base: &str,
     ) -> anyhow::Result<Service> {
         let wechat = WechatClient::new(
-            &config.wechat_api_base,
+            wechat_api_base,
             Duration::from_millis(config.wechat_timeout_ms),
         )?;
         let tokens = AccessTokens::new(

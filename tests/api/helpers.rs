@@ -293,19 +293,22 @@ pub async fn spawn_with(opts: Options) -> TestApp {
             (url, prefix)
         }
     };
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\nredis_url = \"redis://127.0.0.1:6379\"\n\
-         redis_prefix = \"{redis_prefix}\"\nwechat_api_base = \"http://127.0.0.1:1\"\n{}\n{APPS_TOML}",
-        opts.extra
-    );
-    let mut config = load_config(tmp.path(), &text);
     let sim = match opts.sim {
         Some(sim) => sim,
-        None => Simulator::spawn(sim_apps(&config), "127.0.0.1:0".parse().unwrap())
-            .await
-            .unwrap(),
+        None => Simulator::spawn(
+            sim_apps(&load_config(tmp.path(), APPS_TOML)),
+            "127.0.0.1:0".parse().unwrap(),
+        )
+        .await
+        .unwrap(),
     };
-    config.wechat_api_base = sim.base_url();
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\nredis_url = \"redis://127.0.0.1:6379\"\n\
+         redis_prefix = \"{redis_prefix}\"\nwechat_api_base = \"{}\"\n{}\n{APPS_TOML}",
+        sim.base_url(),
+        opts.extra
+    );
+    let config = load_config(tmp.path(), &text);
     let clock = OffsetClock::default();
     let app = Application::build_with_clock(config.clone(), Arc::new(clock.clone()))
         .await

@@ -200,10 +200,10 @@ async fn a_busy_wechat_is_retried_once_then_upstream_error() {
 async fn a_wrong_app_secret_is_an_upstream_error_without_the_secret() {
     let tmp = tempfile::tempdir().unwrap();
     // A simulator that knows MP1 under another secret.
-    let mut config = load_config(tmp.path(), APPS_TOML);
-    for a in &mut config.apps {
-        a.secret = "the-real-secret".to_owned().into();
-    }
+    let config = load_config(
+        tmp.path(),
+        &APPS_TOML.replace("secret = \"secret-", "secret = \"the-real-secret-"),
+    );
     let sim = wxunion::sim::Simulator::spawn(sim_apps(&config), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();

@@ -351,11 +351,12 @@ async fn spawn_stoppable(extra: &str) -> Stoppable {
     let tmp = tempfile::tempdir().unwrap();
     let text = format!(
         "listen = \"127.0.0.1:0\"\ndatabase_url = \"{}\"\nredis_url = \"redis://127.0.0.1:6379\"\n\
-         redis_prefix = \"{}\"\n{extra}\n{APPS_TOML}",
-        app.database_url, app.redis_prefix
+         redis_prefix = \"{}\"\nwechat_api_base = \"{}\"\n{extra}\n{APPS_TOML}",
+        app.database_url,
+        app.redis_prefix,
+        app.sim.base_url()
     );
-    let mut config = load_config(tmp.path(), &text);
-    config.wechat_api_base = app.sim.base_url();
+    let config = load_config(tmp.path(), &text);
     let built = Application::build_with_clock(config, Arc::new(OffsetClock::default()))
         .await
         .unwrap();

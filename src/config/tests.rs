@@ -201,3 +201,64 @@ fn http_limits_out_of_bounds_are_one_line_errors() {
         "config error: (no config file): shutdown_grace_seconds: must be between 0 and 3600, not 7200"
     );
 }
+
+#[test]
+fn an_unknown_wxunion_variable_is_a_one_line_error_like_an_unknown_key() {
+    let env = vec![("WXUNION_DATABSE_URL".to_owned(), "postgres://x".to_owned())];
+    let e = Config::load(None, env).unwrap_err();
+    assert_eq!(e.origin, "environment WXUNION_DATABSE_URL");
+    assert_eq!(e.key, "databse_url");
+    assert!(e.problem.starts_with("unknown field"), "{}", e.problem);
+    assert!(e.problem.contains("`database_url`"), "{}", e.problem);
+    let file = load_str(&format!("databse_url = \"x\"\n{OA}")).unwrap_err();
+    assert!(
+        file.problem.starts_with("unknown field"),
+        "{}",
+        file.problem
+    );
+    // WXUNION_CONFIG names the file; it is the command line's, not a key.
+    let env = vec![("WXUNION_CONFIG".to_owned(), "/nowhere".to_owned())];
+    assert!(Config::load(None, env).is_ok());
+}
+
+#[test]
+fn every_duration_and_size_has_an_upper_bound() {
+    let cases = [
+        ("session_ttl_seconds", "9223372036854775807"),
+        ("job_lease_seconds", "9999999999"),
+        ("wechat_timeout_ms", "86400000"),
+        ("database_max_connections", "5000"),
+        ("job_workers", "100000"),
+        ("max_forced_token_refreshes_per_hour", "1000000"),
+        ("http_request_timeout_seconds", "999999"),
+        ("shutdown_grace_seconds", "7200"),
+    ];
+    for (key, value) in cases {
+        let e = load_str(&format!("{key} = {value}\n{OA}"));
+        let e = e.expect_err(key);
+        assert_eq!(e.key, key, "{e}");
+        let env = vec![(format!("WXUNION_{}", key.to_uppercase()), value.to_owned())];
+        let e = Config::load(None, env).expect_err(key);
+        assert_eq!(e.key, key, "{e}");
+    }
+    let e = load_str(&format!("session_ttl_seconds = 99999999\n{OA}")).unwrap_err();
+    assert_eq!(e.problem, "must be between 60 and 31622400, not 99999999");
+}
+
+#[test]
+fn sandbox_defaults_are_part_of_the_loaded_configuration() {
+    let c = Config::load(None, Vec::new()).unwrap();
+    assert!(c.sandbox);
+    assert_eq!(c.apps.len(), 4);
+    assert_eq!(c.api_keys.len(), 1);
+    assert_eq!(
+        c.api_keys[0].sha256_hex,
+        sha256_hex(crate::config::demo::DEMO_API_KEY)
+    );
+    // A file's own apps and keys are kept as they are, sandbox or not.
+    let own = load_str(&format!("sandbox = true\n{OA}")).unwrap();
+    assert_eq!(own.apps.len(), 1);
+    // Without sandbox mode nothing is added.
+    let plain = load_str(OA).unwrap();
+    assert!(plain.api_keys.is_empty());
+}
