@@ -284,38 +284,49 @@ async fn done_jobs_are_pruned_after_their_retention_but_dead_ones_stay() {
     assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_simulator_retries_like_wechat_when_the_server_is_too_slow() {
-    let app = spawn_app().await;
-    // A server that answers, but only after the simulator's (shortened) WeChat timeout.
+    // Only the simulator and a server that accepts connections and never answers, on a paused
+    // clock: the simulator's timeouts are virtual, so every attempt lasts exactly its timeout
+    // however loaded the machine is.
+    let tmp = tempfile::tempdir().unwrap();
+    let config = load_config(tmp.path(), APPS_TOML);
+    let sim = wxunion::sim::Simulator::spawn(sim_apps(&config), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let slow = listener.local_addr().unwrap();
-    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = hits.clone();
-    let router = axum::Router::new().route(
-        "/wechat/callback/{app_id}",
-        axum::routing::post(move || {
-            let counter = counter.clone();
-            async move {
-                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                "success"
-            }
-        }),
-    );
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
-    let started = Instant::now();
-    let report = app
-        .sim_post(
-            "/sim/follow",
-            json!({ "app_id": OA, "person": "lou", "target": format!("http://{slow}"), "timeout_ms": 100 }),
-        )
-        .await;
-    server.abort();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let server = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            open.push(conn);
+        }
+    });
+    let follow = json!({ "app_id": OA, "person": "lou", "target": format!("http://{slow}"), "timeout_ms": 100 });
+    let report = post_json(
+        &reqwest::Client::new(),
+        &format!("{}/sim/follow", sim.base_url()),
+        &follow,
+    )
+    .await;
     assert_eq!(report["delivered"], false, "{report}");
     let attempts = report["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 3, "{report}");
     assert!(attempts.iter().all(|a| a["error"] == "timeout"), "{report}");
-    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 3);
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // Each attempt waited the 100 ms asked for, not the default 5 s.
+    assert!(
+        attempts
+            .iter()
+            .all(|a| (100..1000).contains(&a["elapsed_ms"].as_u64().unwrap())),
+        "{report}"
+    );
+    // And each one reached the server (no connection is refused or reused).
+    eventually(10, || async {
+        (accepted.load(std::sync::atomic::Ordering::SeqCst) == 3).then_some(())
+    })
+    .await;
+    server.abort();
 }
