@@ -30,11 +30,15 @@ fn err(errcode: i64, errmsg: &str) -> Json<Value> {
     Json(json!({ "errcode": errcode, "errmsg": format!("{errmsg} rid: sim") }))
 }
 
-/// Counts the call and plays any queued fault: sleeps its delay, then answers its errcode.
+/// Counts the call and plays any queued fault: sleeps its delay, waits for a release if it
+/// holds, then answers its errcode.
 async fn fault(state: &SimState, api: &str) -> Option<Json<Value>> {
     let f = state.enter(api)?;
     if f.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(f.delay_ms)).await;
+    }
+    if f.hold {
+        state.hold().await;
     }
     f.errcode
         .map(|c| err(c, f.errmsg.as_deref().unwrap_or("injected fault")))

@@ -23,6 +23,7 @@ pub fn routes() -> Router<Arc<SimState>> {
         .route("/sim/code", post(code))
         .route("/sim/people/{person}", get(person))
         .route("/sim/faults", post(add_fault))
+        .route("/sim/release", post(release))
         .route("/sim/tokens/invalidate", post(invalidate))
         .route("/sim/counts", get(counts))
         .route("/sim/reset", post(reset))
@@ -49,7 +50,8 @@ async fn help(State(state): S) -> Json<Value> {
         "control": [
             "POST /sim/code {app_id, person} -> {code, openid, unionid}",
             "GET  /sim/people/{person}",
-            "POST /sim/faults {api, errcode?, errmsg?, delay_ms?, times?}",
+            "POST /sim/faults {api, errcode?, errmsg?, delay_ms?, hold?, times?}",
+            "POST /sim/release -> {released}",
             "POST /sim/tokens/invalidate {app_id}",
             "GET  /sim/counts",
             "POST /sim/reset",
@@ -120,6 +122,11 @@ async fn add_fault(State(state): S, Json(req): Json<FaultRequest>) -> Json<Value
         .or_default()
         .push_back(req.fault);
     Json(json!({ "queued": api }))
+}
+
+/// Lets the calls held by `hold` faults answer.
+async fn release(State(state): S) -> Json<Value> {
+    Json(json!({ "released": state.release() }))
 }
 
 #[derive(Deserialize)]

@@ -3,7 +3,7 @@
 //! attempts in all, then a report of what happened.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
@@ -11,6 +11,8 @@ use axum::http::StatusCode;
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::{Value, json};
+// Attempts are timed on tokio's clock, which their timeouts run on: virtual in paused tests.
+use tokio::time::Instant;
 
 use super::control::bad;
 use super::state::{Follow, SimApp, SimState};

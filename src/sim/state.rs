@@ -66,7 +66,7 @@ pub struct Token {
     pub stable: bool,
 }
 
-/// A queued fault for one API: an errcode to answer with, a delay, or both.
+/// A queued fault for one API: an errcode to answer with, a delay, a hold, or several.
 #[derive(Debug, Clone, serde::Deserialize)]
 pub struct Fault {
     #[serde(default)]
@@ -75,6 +75,10 @@ pub struct Fault {
     pub errmsg: Option<String>,
     #[serde(default)]
     pub delay_ms: u64,
+    /// Wait until the calls held are released ([`SimState::release`], `POST /sim/release`):
+    /// "still pending" for as long as a test needs, instead of a delay it races against.
+    #[serde(default)]
+    pub hold: bool,
     #[serde(default = "one")]
     pub times: u32,
 }
@@ -115,6 +119,8 @@ pub struct SimState {
     /// Where event callbacks go when a control call names no target (wxunion's base URL).
     pub callback_base: Mutex<Option<String>>,
     pub http: reqwest::Client,
+    /// Bumped to release held calls; each held call holds one receiver.
+    released: tokio::sync::watch::Sender<u64>,
 }
 
 impl SimState {
@@ -127,7 +133,28 @@ impl SimState {
             }),
             callback_base: Mutex::new(None),
             http: reqwest::Client::new(),
+            released: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Waits for the next [`SimState::release`]; counted by [`SimState::held`] from the call on.
+    pub async fn hold(&self) {
+        let mut released = self.released.subscribe();
+        // The sender lives as long as `self`, so this only ends with a release.
+        let _ = released.changed().await;
+    }
+
+    /// How many calls are held right now.
+    pub fn held(&self) -> usize {
+        self.released.receiver_count()
+    }
+
+    /// Lets every call held right now go on (calls held later wait for the next release);
+    /// returns how many there were.
+    pub fn release(&self) -> usize {
+        let held = self.held();
+        self.released.send_modify(|n| *n = n.wrapping_add(1));
+        held
     }
 
     /// The world lock; a poisoned lock is still consistent (every change is one insert).

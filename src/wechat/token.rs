@@ -7,9 +7,15 @@
 //! have daily quotas). When WeChat says a token is invalid (40001/42001/40014) it is dropped
 //! only if the cache still holds that very token, so a slow instance can never throw away a
 //! token another instance just refreshed; forced refreshes are capped per app and hour.
+//!
+//! Waiting for another instance reads tokio's clock ([`tokio::time::Instant`] and
+//! [`tokio::time::sleep`]), not the injected wall clock: it is a local, monotonic wait, which
+//! a paused tokio clock makes virtual and exact in the unit tests below.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::client::{CallError, WechatClient};
 use crate::cache::Cache;
@@ -161,5 +167,112 @@ fn capped(app: &AppConfig) -> Error {
     Error::RateLimited {
         errcode: None,
         errmsg: Some("forced access-token refreshes capped for this hour".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::MemoryCache;
+    // Virtual under `start_paused`: every duration measured here is exact.
+    use tokio::time::Instant;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    /// Token manager on an in-process cache, with a WeChat nobody listens to: a test in which
+    /// it tries to fetch a token fails with a transport error, not a wrong token.
+    fn tokens() -> (AccessTokens, Cache, AppConfig) {
+        let cache = Cache::Memory(MemoryCache::new("t:"));
+        let client = WechatClient::new("http://127.0.0.1:1", Duration::from_secs(1))
+            .expect("a client for a local address");
+        let app: AppConfig = toml::from_str(
+            "app_id = \"wx2000000000000001\"\nsecret = \"s\"\nkind = \"official_account\"",
+        )
+        .expect("an app");
+        (AccessTokens::new(cache.clone(), client, 10), cache, app)
+    }
+
+    fn is_wait_timeout(e: &Error) -> bool {
+        matches!(e, Error::Upstream { detail, .. } if detail.contains("timed out waiting"))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_takes_the_token_the_lock_holder_stores_within_one_poll() {
+        let (tokens, cache, app) = tokens();
+        let lock = format!("token-lock:{}", app.app_id);
+        assert!(
+            cache
+                .set_nx(&lock, "other-instance", LOCK_TTL)
+                .await
+                .unwrap()
+        );
+        let started = Instant::now();
+        let waiter = tokio::spawn({
+            let app = app.clone();
+            async move { tokens.get(&app).await }
+        });
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(!waiter.is_finished());
+        cache
+            .set(&format!("token:{}", app.app_id), "from-other", LOCK_TTL)
+            .await
+            .unwrap();
+        cache
+            .delete_if_equals(&lock, "other-instance")
+            .await
+            .unwrap();
+        assert_eq!(waiter.await.unwrap().unwrap(), "from-other");
+        assert!(started.elapsed() <= Duration::from_secs(3) + POLL);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_gives_up_once_it_has_waited_the_lock_ttl() {
+        let (tokens, cache, app) = tokens();
+        // Held past our TTL (renewed by another instance): the waiter must not wait forever.
+        let lock = format!("token-lock:{}", app.app_id);
+        assert!(
+            cache
+                .set_nx(&lock, "other-instance", 4 * LOCK_TTL)
+                .await
+                .unwrap()
+        );
+        let started = Instant::now();
+        let err = tokens.get(&app).await.unwrap_err();
+        let waited = started.elapsed();
+        assert!(is_wait_timeout(&err), "{err:?}");
+        assert!(waited > LOCK_TTL, "gave up after {waited:?}");
+        assert!(waited <= LOCK_TTL + POLL, "gave up after {waited:?}");
+        // It never touched the lock it did not own.
+        assert_eq!(
+            cache.get(&lock).await.unwrap().as_deref(),
+            Some("other-instance")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_refreshes_itself_when_a_crashed_holders_lock_expires() {
+        let (tokens, cache, app) = tokens();
+        let lock = format!("token-lock:{}", app.app_id);
+        assert!(
+            cache
+                .set_nx(&lock, "crashed-instance", LOCK_TTL)
+                .await
+                .unwrap()
+        );
+        let waiter = tokio::spawn({
+            let app = app.clone();
+            async move { tokens.get(&app).await }
+        });
+        tokio::time::sleep(LOCK_TTL - MS).await;
+        assert!(!waiter.is_finished());
+        // Once the lock expires, the waiter takes it and fetches: WeChat is unreachable here,
+        // so it fails with its own fetch's error instead of giving up on the wait.
+        let err = waiter.await.unwrap().unwrap_err();
+        assert!(
+            matches!(err, Error::Upstream { errcode: None, .. }),
+            "{err:?}"
+        );
+        assert!(!is_wait_timeout(&err), "{err:?}");
+        assert_eq!(cache.get(&lock).await.unwrap(), None);
     }
 }

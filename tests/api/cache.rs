@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use wxunion::cache::Cache;
 
+/// Ends with an entry whose TTL has passed: the in-process cache is tested on a paused tokio
+/// clock (the sleep is virtual, and exact to the millisecond in `cache::memory`'s unit tests);
+/// Redis expires by its own clock, so its sleep is real, and only ever longer than asked.
 async fn exercise(cache: Cache) {
     let ttl = Duration::from_secs(30);
     assert_eq!(cache.get("k").await.unwrap(), None);
@@ -26,7 +29,7 @@ async fn exercise(cache: Cache) {
     assert_eq!(cache.get("short").await.unwrap(), None);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn memory_cache_honours_the_cache_contract() {
     exercise(Cache::connect(None, "t:").await.unwrap()).await;
 }

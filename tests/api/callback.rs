@@ -216,11 +216,17 @@ async fn the_same_message_sent_three_times_takes_effect_once() {
 
 #[tokio::test]
 async fn a_follower_recorded_before_its_unionid_is_merged_into_the_login_user() {
-    let app = spawn_app().await;
-    // user/info is slow, so the follower is recorded without a unionid first...
+    // Long enough that the held call cannot time out and be retried while the test runs.
+    let app = spawn_with(Options {
+        extra: "wechat_timeout_ms = 600000".into(),
+        ..Options::default()
+    })
+    .await;
+    // user/info is held until the test releases it, so the follower is recorded without a
+    // unionid first...
     app.sim_post(
         "/sim/faults",
-        json!({ "api": "cgi-bin/user/info", "delay_ms": 1500 }),
+        json!({ "api": "cgi-bin/user/info", "hold": true }),
     )
     .await;
     let report = app
@@ -238,6 +244,8 @@ async fn a_follower_recorded_before_its_unionid_is_merged_into_the_login_user() 
     assert_eq!(login["isNewUser"], true);
     assert_eq!(app.count("SELECT COUNT(*) FROM users").await, 2);
     // When user/info answers, the follower's user is merged into the login user.
+    eventually(10, || async { (app.sim.state.held() == 1).then_some(()) }).await;
+    assert_eq!(app.sim.state.release(), 1);
     let union_id = login["user"]["unionId"].as_str().unwrap();
     assert_eq!(report["unionid"], union_id);
     let oa = identity_in(&app, union_id, OA, |i| i["subscribed"] == true).await;
