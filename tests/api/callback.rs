@@ -218,7 +218,7 @@ async fn the_same_message_sent_three_times_takes_effect_once() {
 async fn a_follower_recorded_before_its_unionid_is_merged_into_the_login_user() {
     // Long enough that the held call cannot time out and be retried while the test runs.
     let app = spawn_with(Options {
-        extra: "wechat_timeout_ms = 600000".into(),
+        extra: "wechat_timeout_ms = 120000".into(),
         ..Options::default()
     })
     .await;

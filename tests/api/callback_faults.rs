@@ -118,7 +118,7 @@ async fn the_callback_is_answered_while_its_user_info_call_is_still_held() {
     // user/info answers only when the test releases it (and wxunion's call to it cannot time
     // out during the test): the order of events, not the machine's speed, shows what waited.
     let app = spawn_with(Options {
-        extra: "wechat_timeout_ms = 600000".into(),
+        extra: "wechat_timeout_ms = 120000".into(),
         ..Options::default()
     })
     .await;
