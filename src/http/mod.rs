@@ -8,6 +8,10 @@ pub mod request_id;
 pub mod server;
 mod wechat_callback;
 
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
