@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use reqwest::header;
 use wxunion::app::Application;
-use wxunion::config::Config;
 use wxunion::http::graphiql::{CONTENT_SECURITY_POLICY, DISABLED, GRAPHIQL_VERSION};
 
 use crate::helpers::*;
@@ -228,19 +227,8 @@ async fn graphiql_works_in_a_real_browser_with_no_internet() {
     let dir = node_project("browser").await;
 
     let tmp = tempfile::tempdir().unwrap();
-    let env = vec![
-        ("WXUNION_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-        ("WXUNION_SIM_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-        (
-            "WXUNION_DATABASE_URL".to_owned(),
-            format!(
-                "sqlite://{}?mode=rwc",
-                tmp.path().join("wxunion.db").display()
-            ),
-        ),
-    ];
-    let config = Config::load(None, env).unwrap();
-    assert!(config.sandbox && config.graphiql);
+    let config = sandbox_config(tmp.path());
+    assert!(config.graphiql);
     let app = Application::build(config).await.unwrap();
     let sim = app
         .simulator()

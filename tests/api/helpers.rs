@@ -538,3 +538,19 @@ pub async fn node_project(name: &str) -> std::path::PathBuf {
     }
     dir
 }
+
+/// The configuration `cargo run` gets with no file (sandbox mode), on random ports and a
+/// SQLite file in `dir`.
+pub fn sandbox_config(dir: &std::path::Path) -> Config {
+    let env = vec![
+        ("WXUNION_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ("WXUNION_SIM_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        (
+            "WXUNION_DATABASE_URL".to_owned(),
+            format!("sqlite://{}?mode=rwc", dir.join("wxunion.db").display()),
+        ),
+    ];
+    let config = Config::load(None, env).unwrap();
+    assert!(config.sandbox);
+    config
+}

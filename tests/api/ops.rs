@@ -50,25 +50,3 @@ async fn metrics_count_requests_and_wechat_calls() {
     );
     assert!(text.contains("wxunion_graphql_requests_total"), "{text}");
 }
-
-#[tokio::test]
-async fn graphiql_is_served_on_get() {
-    let app = spawn_app().await;
-    let resp = app
-        .http
-        .get(app.url("/graphql"))
-        .header("accept", "text/html")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert!(
-        resp.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
-    let html = resp.text().await.unwrap();
-    assert!(html.to_lowercase().contains("graphiql"));
-    assert!(html.contains("/graphql"));
-}

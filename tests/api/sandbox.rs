@@ -2,27 +2,14 @@
 
 use serde_json::json;
 use wxunion::app::Application;
-use wxunion::config::Config;
 use wxunion::sandbox;
 
-use crate::helpers::post_json;
+use crate::helpers::{post_json, sandbox_config};
 
 #[tokio::test]
 async fn sandbox_mode_serves_demo_apps_against_the_simulator() {
     let dir = tempfile::tempdir().unwrap();
-    let env = vec![
-        ("WXUNION_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-        ("WXUNION_SIM_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
-        (
-            "WXUNION_DATABASE_URL".to_owned(),
-            format!(
-                "sqlite://{}?mode=rwc",
-                dir.path().join("wxunion.db").display()
-            ),
-        ),
-    ];
-    let config = Config::load(None, env).unwrap();
-    assert!(config.sandbox);
+    let config = sandbox_config(dir.path());
     let app = Application::build(config).await.unwrap();
     let sim = app
         .simulator()
