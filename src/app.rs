@@ -16,6 +16,7 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
 use crate::graphql;
 use crate::http::AppState;
+use crate::http::refusals::RefusalLog;
 use crate::http::server::{self, Limits};
 use crate::identity::{Service, connect_storage};
 use crate::jobs::inbox::Inbox;
@@ -72,6 +73,7 @@ impl Application {
             schema: graphql::build(Some(service.clone())),
             inbox: Inbox::start(db.clone(), wake.clone()),
             metrics: telemetry::metrics_handle(),
+            refusals: Arc::new(RefusalLog::new()),
             service,
         };
         Ok(Application {
@@ -118,6 +120,7 @@ impl Application {
             ));
         }
         workers.spawn(worker::prune_forever(self.queue.clone()));
+        workers.spawn(worker::report_queue_forever(self.queue.clone()));
         let limits = Limits::from_config(&config);
         let app = crate::http::router(self.state);
         server::serve(self.listener, app, limits, shutdown).await;

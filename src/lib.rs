@@ -9,12 +9,13 @@
 //! `wechat` (WeChat's wire format: client, tokens, crypto, envelope, XML) and `cache`;
 //! `config` (TOML + env) and `store` (all SQL); `identity` (the use cases); `graphql` (the API)
 //! and `jobs` (callback inbox and workers); `http` (routes and the server); `app` (assembly),
-//! `sim` (the WeChat simulator) and `sandbox` (zero-config mode).
+//! `sim` (the WeChat simulator), `sandbox` (zero-config mode) and `doctor` (`wxunion check`).
 
 pub mod app;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod doctor;
 pub mod domain;
 pub mod graphql;
 pub mod http;

@@ -1,4 +1,4 @@
-//! The `wxunion` command line: serve (default), migrate, schema, sim, sync-followers.
+//! The `wxunion` command line: serve (default), migrate, schema, sim, sync-followers, check.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,7 +12,8 @@ use wxunion::config::Config;
 use wxunion::domain::AppId;
 use wxunion::identity::Service;
 use wxunion::sim::{SimApp, Simulator};
-use wxunion::{graphql, sandbox, store, telemetry};
+use wxunion::telemetry::redact_url;
+use wxunion::{doctor, graphql, sandbox, store, telemetry};
 
 /// mimalloc instead of glibc's allocator: the callback path allocates per request on many
 /// threads, and glibc's malloc/free showed up as a fifth of the server's CPU under load.
@@ -55,6 +56,14 @@ enum Command {
         #[arg(long)]
         app: String,
     },
+    /// Check every app's secret, unionids and console settings, the database and Redis;
+    /// exit 1 when anything FAILs.
+    Check {
+        /// wxunion's address as WeChat reaches it, for the callback URLs
+        /// (e.g. https://id.example.com).
+        #[arg(long)]
+        public_url: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -70,7 +79,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init_tracing();
+    // `check` reports everything itself, on stdout: no log lines in between.
+    if !matches!(cli.command, Some(Command::Check { .. })) {
+        telemetry::init_tracing();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -78,6 +90,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::Check { public_url }) = &cli.command {
+        let report = runtime.block_on(doctor::check(&config, public_url.as_deref()));
+        println!("{report}");
+        return if report.failed() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
     match runtime.block_on(run(cli.command.unwrap_or(Command::Serve), config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -93,10 +114,10 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Migrate => {
             let db = store::connect(&config.database_url, config.database_max_connections).await?;
             store::migrate(&db).await?;
-            println!("migrations applied to {}", redact(&config.database_url));
+            println!("migrations applied to {}", redact_url(&config.database_url));
             Ok(())
         }
-        Command::Schema => Ok(()),
+        Command::Schema | Command::Check { .. } => Ok(()),
         Command::Sim { listen, target } => {
             // The configured apps, or the demo apps for a file that lists none.
             let apps = if config.apps.is_empty() {
@@ -144,7 +165,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(sim) = app.simulator() {
         println!("{}", sandbox::banner(app.config(), listen, sim.addr));
     }
-    tracing::info!(%listen, database = %redact(&app.config().database_url), "wxunion serving");
+    tracing::info!(%listen, database = %redact_url(&app.config().database_url), "wxunion serving");
     app.run_until_stopped(shutdown_signal()).await
 }
 
@@ -171,15 +192,4 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
-}
-
-/// Database URLs may carry a password.
-fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_owned(),
-    }
 }

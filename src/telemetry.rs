@@ -3,7 +3,12 @@
 
 use std::sync::OnceLock;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// `wxunion_callback_seconds`: from a millisecond to WeChat's five-second limit.
+pub const CALLBACK_SECONDS_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0,
+];
 
 /// Installs the log subscriber once; `RUST_LOG` overrides the default level.
 pub fn init_tracing() {
@@ -16,13 +21,36 @@ pub fn init_tracing() {
 }
 
 /// The process-wide Prometheus recorder (installed once, even when tests build many apps).
+/// Histograms are summaries except `wxunion_callback_seconds`, which has buckets so that the
+/// share of callbacks answered within WeChat's budget can be read and summed across instances.
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            PrometheusBuilder::new()
+            builder()
                 .install_recorder()
-                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+                .unwrap_or_else(|_| builder().build_recorder().handle())
         })
         .clone()
+}
+
+fn builder() -> PrometheusBuilder {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Full("wxunion_callback_seconds".to_owned()),
+            &CALLBACK_SECONDS_BUCKETS,
+        )
+        // Only an empty bucket list is refused, and this one is not empty.
+        .unwrap_or_else(|_| PrometheusBuilder::new())
+}
+
+/// A URL for logs and banners: its password (database, Redis) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }

@@ -3,10 +3,13 @@
 //! GET answers URL verification. POST has `wechat::envelope` verify, decrypt and parse the
 //! message, records the job it asks for durably and deduplicated in `jobs::inbox`, and only
 //! then answers `success`. Everything slow happens later in `jobs::worker`. Refusals record
-//! nothing and all go through [`Refused`].
+//! nothing and all go through [`Refused`]; they are logged at `warn`, at most once a minute per
+//! app and reason (`super::refusals`). A message that was already recorded (a WeChat retry, a
+//! repeat) is answered the same way and counted in `wxunion_callback_duplicates_total`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -15,8 +18,9 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use crate::domain::job::JobKind;
-use crate::domain::{AppConfig, AppKind};
-use crate::jobs::{EventJob, inbox::NewJob};
+use crate::domain::{AppConfig, AppId, AppKind};
+use crate::jobs::EventJob;
+use crate::jobs::inbox::{NewJob, Recorded};
 use crate::wechat::envelope::{self, Refusal};
 
 type Params = Query<HashMap<String, String>>;
@@ -46,9 +50,10 @@ impl From<Refusal> for Refused {
     }
 }
 
-impl IntoResponse for Refused {
-    fn into_response(self) -> Response {
-        let (status, why) = match self {
+impl Refused {
+    /// The status it is answered with and its reason.
+    fn parts(self) -> (StatusCode, &'static str) {
+        match self {
             Refused::UnknownApp => (StatusCode::NOT_FOUND, "unknown app"),
             Refused::UnknownAppVerification => (StatusCode::UNAUTHORIZED, "unknown app"),
             Refused::Unauthorized(why) => (StatusCode::UNAUTHORIZED, why),
@@ -57,11 +62,34 @@ impl IntoResponse for Refused {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "could not record the event",
             ),
-        };
+        }
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let (status, why) = self.parts();
         metrics::counter!("wxunion_callback_rejected_total", "reason" => why).increment(1);
-        tracing::debug!(why, "callback refused");
         (status, why).into_response()
     }
+}
+
+/// Answers a refusal, and logs it at `warn` unless the same app and reason were logged less
+/// than a minute ago. A database failure is not logged here: the inbox logs it as an error.
+fn refuse(state: &AppState, app_id: &str, refused: Refused) -> Response {
+    if refused != Refused::NotRecorded {
+        let (status, why) = refused.parts();
+        // The appId comes from the URL: logged as given only when it has an appId's shape.
+        let app = if AppId::parse(app_id).is_ok() {
+            app_id
+        } else {
+            "(malformed)"
+        };
+        state
+            .refusals
+            .note(app, why, status.as_u16(), Instant::now());
+    }
+    refused.into_response()
 }
 
 fn official_account<'a>(state: &'a AppState, app_id: &str) -> Option<&'a AppConfig> {
@@ -77,10 +105,21 @@ pub async fn verify(
     State(state): State<Arc<AppState>>,
     Path(app_id): Path<String>,
     Query(q): Params,
+) -> Response {
+    match verification(&state, &app_id, &q) {
+        Ok(echostr) => echostr.into_response(),
+        Err(refused) => refuse(&state, &app_id, refused),
+    }
+}
+
+fn verification(
+    state: &AppState,
+    app_id: &str,
+    q: &HashMap<String, String>,
 ) -> Result<String, Refused> {
-    let app = official_account(&state, &app_id).ok_or(Refused::UnknownAppVerification)?;
+    let app = official_account(state, app_id).ok_or(Refused::UnknownAppVerification)?;
     match q.get("echostr") {
-        Some(echostr) if envelope::signature_ok(app, &q) => Ok(echostr.clone()),
+        Some(echostr) if envelope::signature_ok(app, q) => Ok(echostr.clone()),
         _ => Err(Refused::Unauthorized("bad signature")),
     }
 }
@@ -91,14 +130,26 @@ pub async fn receive(
     Path(app_id): Path<String>,
     Query(q): Params,
     body: Bytes,
+) -> Response {
+    match record(&state, &app_id, &q, &body).await {
+        Ok(answer) => answer,
+        Err(refused) => refuse(&state, &app_id, refused),
+    }
+}
+
+async fn record(
+    state: &AppState,
+    app_id: &str,
+    q: &HashMap<String, String>,
+    body: &[u8],
 ) -> Result<Response, Refused> {
-    let app = official_account(&state, &app_id).ok_or(Refused::UnknownApp)?;
-    let opened = envelope::open(app, &q, &body)?;
+    let app = official_account(state, app_id).ok_or(Refused::UnknownApp)?;
+    let opened = envelope::open(app, q, body)?;
     let msg = &opened.message;
     let job = EventJob::from_message(msg);
     let payload = serde_json::to_string(&job).map_err(|_| Refused::NotRecorded)?;
     let now = state.service.now();
-    state
+    let recorded = state
         .inbox
         .record(NewJob {
             kind: JobKind::CallbackEvent,
@@ -109,10 +160,15 @@ pub async fn receive(
         })
         .await
         .map_err(|_| Refused::NotRecorded)?;
+    if recorded == Recorded::Duplicate {
+        // Answered like the first time (a retry means WeChat missed that answer), no effect.
+        metrics::counter!("wxunion_callback_duplicates_total", "app_id" => app.app_id.clone())
+            .increment(1);
+    }
     Ok(match job.reply(app) {
         Some(text) => (
             [(header::CONTENT_TYPE, "application/xml; charset=utf-8")],
-            envelope::text_reply(app, &q, &opened, text, now.timestamp()),
+            envelope::text_reply(app, q, &opened, text, now.timestamp()),
         )
             .into_response(),
         // Nothing to say back: WeChat takes `success` in every mode, and it stops retries.

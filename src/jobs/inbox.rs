@@ -22,7 +22,17 @@ const MAX_BATCH: usize = 512;
 const MAX_FLUSHES: usize = 2;
 const QUEUE: usize = 16_384;
 
-type Pending = (NewJob, oneshot::Sender<Result<()>>);
+type Pending = (NewJob, oneshot::Sender<Result<Recorded>>);
+
+/// What recording a job did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Its row was inserted now: it will take effect.
+    New,
+    /// Its dedupe key was already there (a WeChat retry, a repeat, the same message through
+    /// another instance): it takes no second effect.
+    Duplicate,
+}
 
 /// The handle the HTTP layer holds.
 #[derive(Clone)]
@@ -39,8 +49,9 @@ impl Inbox {
         Inbox { tx }
     }
 
-    /// Returns once the job is committed (or was already there: a retry or a duplicate).
-    pub async fn record(&self, job: NewJob) -> Result<()> {
+    /// Returns once the job is committed (or was already there: a retry or a duplicate), and
+    /// which of the two it was.
+    pub async fn record(&self, job: NewJob) -> Result<Recorded> {
         let (done, wait) = oneshot::channel();
         self.tx
             .send((job, done))
@@ -69,9 +80,14 @@ async fn collect(db: DatabaseConnection, mut rx: mpsc::Receiver<Pending>, wake: 
             drop(permit);
             metrics::histogram!("wxunion_inbox_batch_size").record(size as f64);
             match result {
-                Ok(()) => {
-                    for (_, done) in batch {
-                        let _ = done.send(Ok(()));
+                Ok(inserted) => {
+                    for ((_, done), new) in batch.into_iter().zip(inserted) {
+                        let recorded = if new {
+                            Recorded::New
+                        } else {
+                            Recorded::Duplicate
+                        };
+                        let _ = done.send(Ok(recorded));
                     }
                     wake.notify_waiters();
                 }
@@ -96,9 +112,10 @@ fn take_queued(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
     }
 }
 
+/// Writes the batch; for each job, whether it was new.
 async fn flush(
     db: &DatabaseConnection,
     batch: &[Pending],
-) -> std::result::Result<(), sea_orm::DbErr> {
+) -> std::result::Result<Vec<bool>, sea_orm::DbErr> {
     store::jobs::insert_batch(db, batch.iter().map(|(job, _)| job)).await
 }

@@ -83,6 +83,38 @@ pub async fn prune_forever(queue: Queue) {
     }
 }
 
+/// How often each instance counts the queue for the `wxunion_jobs` gauges.
+const QUEUE_STATS_EVERY: Duration = Duration::from_secs(15);
+
+/// Publishes `wxunion_jobs{status}` and `wxunion_job_oldest_pending_seconds` every 15 seconds
+/// until the task is dropped: one statement over the jobs table, off the request path. Every
+/// instance reports the same table-wide numbers.
+pub async fn report_queue_forever(queue: Queue) {
+    loop {
+        let now = queue.clock.now();
+        match store::jobs::stats(&queue.db, now).await {
+            Ok(stats) => publish_queue(&stats, now),
+            Err(e) => tracing::warn!(error = %e, "could not count the jobs"),
+        }
+        tokio::time::sleep(QUEUE_STATS_EVERY).await;
+    }
+}
+
+fn publish_queue(stats: &store::jobs::QueueStats, now: chrono::DateTime<chrono::Utc>) {
+    for (status, n) in [
+        ("pending", stats.pending),
+        ("running", stats.running),
+        ("done", stats.done),
+        ("dead", stats.dead),
+    ] {
+        metrics::gauge!("wxunion_jobs", "status" => status).set(n as f64);
+    }
+    let oldest = stats
+        .oldest_pending
+        .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+    metrics::gauge!("wxunion_job_oldest_pending_seconds").set(oldest);
+}
+
 /// Runs one job by its kind; the flag says whether a failure is permanent.
 async fn process(service: &Service, job: &entity::jobs::Model) -> Result<(), (Error, bool)> {
     match JobKind::parse(&job.kind) {

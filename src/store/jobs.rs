@@ -6,10 +6,12 @@
 
 use chrono::{DateTime, Duration, Utc};
 use entity::jobs;
-use sea_orm::sea_query::Expr;
+use std::collections::HashSet;
+
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue, ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult,
-    QueryFilter, Statement,
+    QueryFilter, QueryTrait, Statement,
 };
 
 use crate::domain::job::{JobKind, JobStatus, Retry, retry};
@@ -25,24 +27,31 @@ pub struct NewJob {
 }
 
 /// Records a batch of new jobs in one statement; a job whose dedupe key is already there is
-/// skipped (a retry or a duplicate).
+/// skipped (a retry or a duplicate). Returns, for each job in order, whether it was recorded
+/// now (`false`: it took no effect, its key was already there or earlier in the batch).
 ///
 /// On PostgreSQL one constant statement takes the whole batch as arrays (`UNNEST`): it is
 /// prepared once per connection and costs no per-row SQL building. SQLite gets a multi-row
-/// `INSERT`.
+/// `INSERT`. Both say which rows they inserted with `RETURNING dedupe_key`, in that same
+/// statement.
 pub async fn insert_batch<'a>(
     db: &impl ConnectionTrait,
     batch: impl ExactSizeIterator<Item = &'a NewJob> + Clone,
-) -> Result<(), DbErr> {
-    if db.get_database_backend() == DbBackend::Postgres {
+) -> Result<Vec<bool>, DbErr> {
+    if batch.len() == 0 {
+        return Ok(Vec::new());
+    }
+    let backend = db.get_database_backend();
+    let stmt = if backend == DbBackend::Postgres {
         let column = |f: fn(&NewJob) -> String| -> Vec<String> { batch.clone().map(f).collect() };
         let times: Vec<DateTime<Utc>> = batch.clone().map(|j| j.now).collect();
-        let stmt = Statement::from_sql_and_values(
+        Statement::from_sql_and_values(
             DbBackend::Postgres,
             "INSERT INTO jobs (kind, app_id, dedupe_key, payload, status, attempts, run_at, created_at) \
              SELECT k, a, d, p, 'pending', 0, t, t \
              FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS u(k, a, d, p, t) \
-             ON CONFLICT (dedupe_key) DO NOTHING",
+             ON CONFLICT (dedupe_key) DO NOTHING \
+             RETURNING dedupe_key",
             [
                 column(|j| j.kind.as_str().to_owned()).into(),
                 column(|j| j.app_id.clone()).into(),
@@ -50,29 +59,39 @@ pub async fn insert_batch<'a>(
                 column(|j| j.payload.clone()).into(),
                 times.into(),
             ],
-        );
-        db.execute_raw(stmt).await?;
-        return Ok(());
+        )
+    } else {
+        let rows = batch.clone().map(|j| jobs::ActiveModel {
+            id: ActiveValue::NotSet,
+            kind: ActiveValue::Set(j.kind.as_str().to_owned()),
+            app_id: ActiveValue::Set(j.app_id.clone()),
+            dedupe_key: ActiveValue::Set(Some(j.dedupe_key.clone())),
+            payload: ActiveValue::Set(j.payload.clone()),
+            status: ActiveValue::Set(JobStatus::Pending.as_str().to_owned()),
+            attempts: ActiveValue::Set(0),
+            run_at: ActiveValue::Set(j.now),
+            locked_until: ActiveValue::Set(None),
+            last_error: ActiveValue::Set(None),
+            created_at: ActiveValue::Set(j.now),
+            finished_at: ActiveValue::Set(None),
+        });
+        let mut query = jobs::Entity::insert_many(rows).into_query();
+        query
+            .on_conflict(
+                OnConflict::column(jobs::Column::DedupeKey)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .returning_col(jobs::Column::DedupeKey);
+        backend.build(&query)
+    };
+    let mut inserted = HashSet::new();
+    for row in db.query_all_raw(stmt).await? {
+        inserted.insert(row.try_get_by_index::<String>(0)?);
     }
-    let rows = batch.map(|j| jobs::ActiveModel {
-        id: ActiveValue::NotSet,
-        kind: ActiveValue::Set(j.kind.as_str().to_owned()),
-        app_id: ActiveValue::Set(j.app_id.clone()),
-        dedupe_key: ActiveValue::Set(Some(j.dedupe_key.clone())),
-        payload: ActiveValue::Set(j.payload.clone()),
-        status: ActiveValue::Set(JobStatus::Pending.as_str().to_owned()),
-        attempts: ActiveValue::Set(0),
-        run_at: ActiveValue::Set(j.now),
-        locked_until: ActiveValue::Set(None),
-        last_error: ActiveValue::Set(None),
-        created_at: ActiveValue::Set(j.now),
-        finished_at: ActiveValue::Set(None),
-    });
-    jobs::Entity::insert_many(rows)
-        .on_conflict_do_nothing_on([jobs::Column::DedupeKey])
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
+    // A key inserted once counts for the first job carrying it; a second job with the same key
+    // in this batch (a retry that raced its original) took no effect.
+    Ok(batch.map(|j| inserted.remove(&j.dedupe_key)).collect())
 }
 
 /// Leases the oldest runnable job, if any.
@@ -156,4 +175,57 @@ pub async fn prune(db: &impl ConnectionTrait, before: DateTime<Utc>) -> Result<u
         .exec(db)
         .await?
         .rows_affected)
+}
+
+/// The queue at a glance, for the `wxunion_jobs` gauges.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Waiting to run: new, or retrying after a backoff, or left by a worker that died.
+    pub pending: i64,
+    /// Leased by a worker right now.
+    pub running: i64,
+    /// Done, kept as dedupe records until pruned.
+    pub done: i64,
+    /// Parked after a permanent error or too many attempts.
+    pub dead: i64,
+    /// When the oldest job still to run (pending or running) was recorded.
+    pub oldest_pending: Option<DateTime<Utc>>,
+}
+
+/// Counts the jobs by state in one statement (a scan of the table, whose done rows are pruned
+/// after a day): run every few seconds by one task per instance, never per request.
+pub async fn stats(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<QueueStats, DbErr> {
+    let backend = db.get_database_backend();
+    let stmt = Statement::from_sql_and_values(
+        backend,
+        "SELECT status, CAST(CASE WHEN locked_until > $1 THEN 1 ELSE 0 END AS BIGINT), \
+                COUNT(*), MIN(created_at) \
+         FROM jobs GROUP BY 1, 2",
+        [now.into()],
+    );
+    let mut stats = QueueStats::default();
+    for row in db.query_all_raw(stmt).await? {
+        let status: String = row.try_get_by_index(0)?;
+        let leased: i64 = row.try_get_by_index(1)?;
+        let count: i64 = row.try_get_by_index(2)?;
+        let oldest: Option<DateTime<Utc>> = row.try_get_by_index(3)?;
+        let counter = match JobStatus::parse(&status) {
+            Some(JobStatus::Pending) => {
+                stats.oldest_pending = match (stats.oldest_pending, oldest) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                if leased == 1 {
+                    &mut stats.running
+                } else {
+                    &mut stats.pending
+                }
+            }
+            Some(JobStatus::Done) => &mut stats.done,
+            Some(JobStatus::Dead) => &mut stats.dead,
+            None => continue,
+        };
+        *counter += count;
+    }
+    Ok(stats)
 }

@@ -104,3 +104,22 @@ pub async fn identity(
         .map(identity_from_row)
         .transpose()
 }
+
+/// How many identities each app has, and how many of them carry a unionid, in one statement
+/// (for `wxunion check`; apps with no identity are absent).
+pub async fn union_id_coverage(
+    db: &impl ConnectionTrait,
+) -> Result<std::collections::HashMap<String, (i64, i64)>, DbErr> {
+    let stmt = sea_orm::Statement::from_string(
+        db.get_database_backend(),
+        "SELECT app_id, COUNT(*), COUNT(union_id) FROM identities GROUP BY app_id",
+    );
+    let mut out = std::collections::HashMap::new();
+    for row in db.query_all_raw(stmt).await? {
+        let app_id: String = row.try_get_by_index(0)?;
+        let identities: i64 = row.try_get_by_index(1)?;
+        let with_union_id: i64 = row.try_get_by_index(2)?;
+        out.insert(app_id, (identities, with_union_id));
+    }
+    Ok(out)
+}

@@ -141,3 +141,173 @@ async fn migrate_applies_migrations_and_exits() {
     let n: i64 = row.try_get_by_index(0).unwrap();
     assert_eq!(n, 3);
 }
+
+/// Runs `wxunion check` with `args` (asynchronously: the simulator it talks to runs on this
+/// test's runtime) and returns (exit code, stdout).
+async fn check(
+    args: &[&str],
+    envs: &[(&str, &str)],
+    dir: &std::path::Path,
+) -> (Option<i32>, String) {
+    let mut c = tokio::process::Command::from(wxunion());
+    c.arg("check").args(args).current_dir(dir);
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    let out = c.output().await.unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.is_empty(), "stderr: {stderr}");
+    (out.status.code(), stdout)
+}
+
+/// A configuration for `check` with the test app's database, Redis and simulator.
+fn check_config(app: &TestApp, dir: &std::path::Path, apps: &str) -> std::path::PathBuf {
+    let path = dir.join("wxunion.toml");
+    let text = format!(
+        "database_url = \"{}\"\nredis_url = \"redis://127.0.0.1:6379\"\nredis_prefix = \"{}\"\n\
+         wechat_api_base = \"{}\"\n{apps}",
+        app.database_url,
+        app.redis_prefix,
+        app.sim.base_url()
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// The lines of a report about one subject.
+fn lines_about<'a>(out: &'a str, subject: &str) -> Vec<&'a str> {
+    out.lines().filter(|l| l.contains(subject)).collect()
+}
+
+#[tokio::test]
+async fn check_passes_a_good_configuration_and_never_prints_a_secret() {
+    let app = spawn_app().await;
+    app.login(MP1, "ann").await;
+    app.login(MP1, "ben").await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = check_config(&app, dir.path(), APPS_TOML);
+    let config = path.to_str().unwrap();
+    let (code, out) = check(
+        &[
+            "--config",
+            config,
+            "--public-url",
+            "https://id.example.com/",
+        ],
+        &[],
+        dir.path(),
+    )
+    .await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(!out.lines().any(|l| l.starts_with("FAIL")), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("ok    database")),
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l.starts_with("ok    cache")), "{out}");
+    for id in [MP1, MP2, MP3, MP_OTHER, OA, OA_CLASSIC, OA_UNBOUND, WEB] {
+        let lines = lines_about(&out, id);
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("ok") && l.contains("secret: accepted")),
+            "{id}: {out}"
+        );
+    }
+    assert!(
+        lines_about(&out, MP1)
+            .iter()
+            .any(|l| l.contains("unionids: 2 of 2 identities (100%)")),
+        "{out}"
+    );
+    // What to paste into the console, for each official account.
+    for oa in [OA, OA_CLASSIC, OA_UNBOUND] {
+        assert!(
+            out.contains(&format!("https://id.example.com/wechat/callback/{oa}")),
+            "{out}"
+        );
+    }
+    assert!(out.contains("the `token` from your config"), "{out}");
+    assert!(
+        out.contains("the `encoding_aes_key` from your config"),
+        "{out}"
+    );
+    for secret in [
+        "secret-mp1",
+        "secret-oa",
+        "secret-web",
+        OA_TOKEN,
+        OA_AES_KEY,
+        API_KEY,
+    ] {
+        assert!(!out.contains(secret), "{secret} printed:\n{out}");
+    }
+    assert!(out.trim_end().ends_with(": all good"), "{out}");
+}
+
+#[tokio::test]
+async fn check_fails_and_names_the_app_whose_secret_is_wrong() {
+    let app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = check_config(
+        &app,
+        dir.path(),
+        &APPS_TOML.replace("\"secret-mp2\"", "\"not-the-secret\""),
+    );
+    let (code, out) = check(&["--config", path.to_str().unwrap()], &[], dir.path()).await;
+    assert_eq!(code, Some(1), "{out}");
+    let failed: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL")).collect();
+    assert_eq!(failed.len(), 1, "{out}");
+    assert!(failed[0].contains(MP2), "{out}");
+    assert!(failed[0].contains("wrong `secret`"), "{out}");
+    assert!(failed[0].contains("40125"), "{out}");
+    assert!(!out.contains("not-the-secret"), "{out}");
+    assert!(
+        out.contains("https://<your host>/wechat/callback/"),
+        "{out}"
+    );
+    assert!(out.trim_end().ends_with("something is wrong"), "{out}");
+}
+
+#[tokio::test]
+async fn check_fails_when_the_database_and_redis_are_unreachable() {
+    let sim_app = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wxunion.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "database_url = \"postgres://postgres@127.0.0.1:1/nothing\"\nredis_url = \"redis://127.0.0.1:1\"\n\
+             wechat_api_base = \"{}\"\n{APPS_TOML}",
+            sim_app.sim.base_url()
+        ),
+    )
+    .unwrap();
+    let (code, out) = check(&["--config", path.to_str().unwrap()], &[], dir.path()).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("FAIL  database")),
+        "{out}"
+    );
+    assert!(out.lines().any(|l| l.starts_with("FAIL  cache")), "{out}");
+}
+
+#[tokio::test]
+async fn check_in_sandbox_mode_uses_the_in_process_simulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, out) = check(&[], &[], dir.path()).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("sandbox mode: WeChat is the simulator"),
+        "{out}"
+    );
+    assert!(
+        lines_about(&out, wxunion::sandbox::DEMO_MINI_PROGRAM)
+            .iter()
+            .any(|l| l.contains("secret: accepted")),
+        "{out}"
+    );
+    assert!(!out.contains("sandbox-secret"), "{out}");
+    assert!(!out.contains("sandbox-callback-token"), "{out}");
+}

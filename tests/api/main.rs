@@ -14,6 +14,7 @@ mod graphql_http;
 mod harness;
 mod helpers;
 mod login;
+mod operator_metrics;
 mod ops;
 mod resolve;
 mod sandbox;
