@@ -41,6 +41,7 @@ async fn app() -> Router {
         schema: crate::graphql::build(Some(service.clone())),
         inbox: Inbox::start(db, Arc::new(tokio::sync::Notify::new())),
         metrics: crate::telemetry::metrics_handle(),
+        refusals: Arc::new(super::refusals::RefusalLog::new()),
         service,
     })
 }
