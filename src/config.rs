@@ -60,6 +60,8 @@ struct RawConfig {
     #[serde(default)]
     session_ttl_seconds: Option<u64>,
     #[serde(default)]
+    event_retention_days: Option<u64>,
+    #[serde(default)]
     job_workers: Option<u64>,
     #[serde(default)]
     job_lease_seconds: Option<u64>,
@@ -99,6 +101,8 @@ pub struct Config {
     pub sandbox: bool,
     pub sim_listen: SocketAddr,
     pub session_ttl_seconds: u64,
+    /// Audit-trail events older than this many days are pruned.
+    pub event_retention_days: u64,
     pub job_workers: usize,
     pub job_lease_seconds: u64,
     pub max_forced_token_refreshes_per_hour: u64,
@@ -144,6 +148,7 @@ const SCALAR_KEYS: &[(&str, ScalarKind)] = &[
     ("sandbox", ScalarKind::Bool),
     ("sim_listen", ScalarKind::Str),
     ("session_ttl_seconds", ScalarKind::Int),
+    ("event_retention_days", ScalarKind::Int),
     ("job_workers", ScalarKind::Int),
     ("job_lease_seconds", ScalarKind::Int),
     ("max_forced_token_refreshes_per_hour", ScalarKind::Int),
@@ -444,6 +449,13 @@ fn validate(
         1,
         1_000_000,
     )? as usize;
+    let event_retention_days = within(
+        "event_retention_days",
+        raw.event_retention_days,
+        365,
+        1,
+        3_650,
+    )?;
     let shutdown_grace_seconds = within(
         "shutdown_grace_seconds",
         raw.shutdown_grace_seconds,
@@ -467,6 +479,7 @@ fn validate(
         sandbox,
         sim_listen,
         session_ttl_seconds: positive("session_ttl_seconds", raw.session_ttl_seconds, 7 * 86_400)?,
+        event_retention_days,
         // 0 is allowed: an ingest-only instance records callbacks and leaves the jobs to others.
         job_workers: raw.job_workers.unwrap_or(4).min(256) as usize,
         job_lease_seconds: positive("job_lease_seconds", raw.job_lease_seconds, 60)?,
