@@ -3,8 +3,8 @@
 use async_graphql::Context;
 
 use crate::config::sha256_hex;
-use crate::domain::User;
 use crate::domain::{Error, Result};
+use crate::domain::{Session, User, UserId};
 use crate::identity::Service;
 
 /// The caller of one GraphQL request.
@@ -16,8 +16,8 @@ pub enum Caller {
     Unknown,
     /// A backend with an API key from the configuration.
     Service { name: String },
-    /// A person with a session token from `loginWithCode`.
-    EndUser(User),
+    /// A person with a live session token from `loginWithCode`.
+    EndUser(Session),
 }
 
 impl Caller {
@@ -47,7 +47,7 @@ impl Caller {
             });
         }
         Ok(match service.session_user(token).await? {
-            Some(user) => Caller::EndUser(user),
+            Some(session) => Caller::EndUser(session),
             None => Caller::Unknown,
         })
     }
@@ -56,6 +56,36 @@ impl Caller {
     pub fn require_service(&self) -> Result<&str> {
         match self {
             Caller::Service { name } => Ok(name),
+            Caller::EndUser(_) => Err(Error::Forbidden),
+            Caller::Anonymous | Caller::Unknown => Err(Error::Unauthenticated),
+        }
+    }
+
+    /// End users only: the calling session; UNAUTHENTICATED for anyone without one (an API
+    /// key included: it is no session).
+    pub fn require_session(&self) -> Result<&Session> {
+        match self {
+            Caller::EndUser(session) => Ok(session),
+            Caller::Service { .. } | Caller::Anonymous | Caller::Unknown => {
+                Err(Error::Unauthenticated)
+            }
+        }
+    }
+
+    /// The end user behind the call, if it is one.
+    pub fn end_user(&self) -> Option<&User> {
+        match self {
+            Caller::EndUser(session) => Some(&session.user),
+            _ => None,
+        }
+    }
+
+    /// Reading a user's own data (`events`): service callers and that user themself;
+    /// another end user gets FORBIDDEN, a caller without a valid token UNAUTHENTICATED.
+    pub fn require_self_or_service(&self, user_id: &UserId) -> Result<()> {
+        match self {
+            Caller::Service { .. } => Ok(()),
+            Caller::EndUser(session) if session.user.id == *user_id => Ok(()),
             Caller::EndUser(_) => Err(Error::Forbidden),
             Caller::Anonymous | Caller::Unknown => Err(Error::Unauthenticated),
         }

@@ -4,8 +4,10 @@
 use async_graphql::{ComplexObject, Context, Enum, ID, SimpleObject};
 use chrono::{DateTime, Utc};
 
+use super::auth::caller;
 use super::errors::service;
-use crate::domain::{AppKind, UnionId, UserId};
+use super::events::{EventConnection, decode_cursor};
+use crate::domain::{AppKind, UnionId, UnionIdStatus, UserId};
 
 /// The kind of WeChat app an identity belongs to.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -36,10 +38,39 @@ pub struct UserGql {
     /// Null until WeChat has revealed it.
     pub union_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The caller is this user without a session header (the `loginWithCode` that just
+    /// proved it with the code).
+    #[graphql(skip)]
+    pub seen_by_owner: bool,
+}
+
+impl UserGql {
+    /// This user, as the caller who just logged in as them sees it.
+    pub fn seen_by_owner(mut self) -> UserGql {
+        self.seen_by_owner = true;
+        self
+    }
 }
 
 #[ComplexObject]
 impl UserGql {
+    /// Service callers and the user themself (another user: FORBIDDEN): what happened to
+    /// this user, newest first. `first` is 0 to 100; `after` is the `endCursor` of the
+    /// previous page.
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<EventConnection> {
+        let id = UserId::new(self.id.as_str());
+        if !self.seen_by_owner {
+            caller(ctx).require_self_or_service(&id)?;
+        }
+        let before = after.as_deref().map(decode_cursor).transpose()?;
+        Ok(service(ctx)?.events(&id, first, before).await?.into())
+    }
+
     /// One per (app, openid), oldest first.
     async fn identities(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<IdentityGql>> {
         Ok(service(ctx)?
@@ -57,13 +88,37 @@ impl From<crate::domain::User> for UserGql {
             id: ID(u.id.into_string()),
             union_id: u.union_id.map(UnionId::into_string),
             created_at: u.created_at,
+            seen_by_owner: false,
+        }
+    }
+}
+
+/// Whether an identity's unionid is known.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "UnionIdStatus")]
+pub enum UnionIdStatusGql {
+    /// unionId is set.
+    Known,
+    /// A lookup is queued or retrying (a failed, parked lookup stays PENDING: resolveOpenId
+    /// or a follower sync can retry it).
+    Pending,
+    /// The app has no open platform, or WeChat gave none.
+    NotEligible,
+}
+
+impl From<UnionIdStatus> for UnionIdStatusGql {
+    fn from(s: UnionIdStatus) -> Self {
+        match s {
+            UnionIdStatus::Known => UnionIdStatusGql::Known,
+            UnionIdStatus::Pending => UnionIdStatusGql::Pending,
+            UnionIdStatus::NotEligible => UnionIdStatusGql::NotEligible,
         }
     }
 }
 
 /// How one app sees one person.
 #[derive(SimpleObject, Clone, Debug)]
-#[graphql(name = "Identity")]
+#[graphql(name = "Identity", complex)]
 pub struct IdentityGql {
     pub app_id: String,
     pub app_kind: AppKindGql,
@@ -73,10 +128,26 @@ pub struct IdentityGql {
     pub subscribed: Option<bool>,
     pub first_seen_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
+    #[graphql(skip)]
+    pub domain: crate::domain::Identity,
+}
+
+#[ComplexObject]
+impl IdentityGql {
+    /// The user this identity belongs to.
+    async fn user(&self, ctx: &Context<'_>) -> async_graphql::Result<UserGql> {
+        Ok(service(ctx)?.user_of(&self.domain).await?.into())
+    }
+
+    /// Whether the unionId is known, being looked up, or not to be had.
+    async fn union_id_status(&self, ctx: &Context<'_>) -> async_graphql::Result<UnionIdStatusGql> {
+        Ok(service(ctx)?.union_id_status(&self.domain).into())
+    }
 }
 
 impl From<crate::domain::Identity> for IdentityGql {
     fn from(i: crate::domain::Identity) -> Self {
+        let domain = i.clone();
         IdentityGql {
             app_id: i.app_id.into_string(),
             app_kind: i.app_kind.into(),
@@ -85,6 +156,7 @@ impl From<crate::domain::Identity> for IdentityGql {
             subscribed: i.subscribed,
             first_seen_at: i.first_seen_at,
             last_seen_at: i.last_seen_at,
+            domain,
         }
     }
 }
