@@ -97,3 +97,53 @@ pub fn caller<'a>(ctx: &'a Context<'_>) -> &'a Caller {
     static ANONYMOUS: Caller = Caller::Anonymous;
     ctx.data_opt::<Caller>().unwrap_or(&ANONYMOUS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str) -> Caller {
+        Caller::EndUser(Session {
+            user: User {
+                id: UserId::new(id),
+                scope: "op:acme".into(),
+                union_id: None,
+                created_at: chrono::Utc::now(),
+            },
+            token_hash: "h".into(),
+        })
+    }
+
+    #[test]
+    fn a_users_own_data_is_for_the_user_and_service_callers() {
+        let me = UserId::new("u-me");
+        let service = Caller::Service { name: "crm".into() };
+        assert!(service.require_self_or_service(&me).is_ok());
+        assert!(session("u-me").require_self_or_service(&me).is_ok());
+        assert!(matches!(
+            session("u-other").require_self_or_service(&me),
+            Err(Error::Forbidden)
+        ));
+        for nobody in [Caller::Anonymous, Caller::Unknown] {
+            assert!(matches!(
+                nobody.require_self_or_service(&me),
+                Err(Error::Unauthenticated)
+            ));
+        }
+    }
+
+    #[test]
+    fn only_a_session_can_end_itself() {
+        assert!(session("u-me").require_session().is_ok());
+        for caller in [
+            Caller::Service { name: "crm".into() },
+            Caller::Anonymous,
+            Caller::Unknown,
+        ] {
+            assert!(matches!(
+                caller.require_session(),
+                Err(Error::Unauthenticated)
+            ));
+        }
+    }
+}

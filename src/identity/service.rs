@@ -166,8 +166,9 @@ impl Service {
             }
         };
         self.unbound.login(app, union_id.is_some());
-        let now = self.clock.now();
         let mut linked = self.link(app, &open_id, union_id.as_ref(), None).await?;
+        // After the link, so that LOGIN is never older than the events the link recorded.
+        let now = self.clock.now();
         let token = new_session_token();
         let expires_at = now + chrono::Duration::seconds(self.config.session_ttl_seconds as i64);
         let owner = store::sessions::open(
