@@ -4,7 +4,7 @@ use async_graphql::{Context, Object};
 
 use super::auth::caller;
 use super::errors::service;
-use super::types::{LoginPayload, ResolvePayload, UserGql};
+use super::types::{IdentityGql, LoginPayload, ResolvePayload, UserGql};
 use crate::domain::{AppId, LoginCode, OpenId, UserId};
 
 /// The root mutation type.
@@ -31,7 +31,7 @@ impl Mutation {
             // The caller just proved to be this user with the code: it may read the user's
             // own fields (events) in the same response.
             user: UserGql::from(login.user).seen_by_owner(),
-            identity: login.identity.into(),
+            identity: IdentityGql::from(login.identity).owned_if(true),
         })
     }
 

@@ -77,7 +77,7 @@ impl UserGql {
             .identities(&UserId::new(self.id.as_str()))
             .await?
             .into_iter()
-            .map(IdentityGql::from)
+            .map(|i| IdentityGql::from(i).owned_if(self.seen_by_owner))
             .collect())
     }
 }
@@ -130,13 +130,29 @@ pub struct IdentityGql {
     pub last_seen_at: DateTime<Utc>,
     #[graphql(skip)]
     pub domain: crate::domain::Identity,
+    /// Seen by the user it belongs to without a session header (see `UserGql`).
+    #[graphql(skip)]
+    pub seen_by_owner: bool,
+}
+
+impl IdentityGql {
+    /// This identity, as the caller who just logged in as its user sees it.
+    pub fn owned_if(mut self, seen_by_owner: bool) -> IdentityGql {
+        self.seen_by_owner = seen_by_owner;
+        self
+    }
 }
 
 #[ComplexObject]
 impl IdentityGql {
     /// The user this identity belongs to.
     async fn user(&self, ctx: &Context<'_>) -> async_graphql::Result<UserGql> {
-        Ok(service(ctx)?.user_of(&self.domain).await?.into())
+        let user = UserGql::from(service(ctx)?.user_of(&self.domain).await?);
+        Ok(if self.seen_by_owner {
+            user.seen_by_owner()
+        } else {
+            user
+        })
     }
 
     /// Whether the unionId is known, being looked up, or not to be had.
@@ -157,6 +173,7 @@ impl From<crate::domain::Identity> for IdentityGql {
             first_seen_at: i.first_seen_at,
             last_seen_at: i.last_seen_at,
             domain,
+            seen_by_owner: false,
         }
     }
 }

@@ -388,6 +388,21 @@ async fn events_are_for_service_callers_and_the_user_themself() {
         .map(|e| e["node"]["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds, ["LOGIN", "IDENTITY_LINKED"]);
+    // Reached through the identity too: a nested path must not cost the client its token.
+    let code = app.mint_code(MP2, "alice").await;
+    let v = app
+        .graphql(
+            "mutation($code: String!) { loginWithCode(appId: \"wx1000000000000002\", code: $code) { sessionToken identity { user { events(first: 1) { edges { node { kind } } } identities { user { events(first: 1) { edges { node { kind } } } } } } } } }",
+            json!({ "code": code }),
+            None,
+        )
+        .await;
+    assert!(v["errors"].is_null(), "{v}");
+    assert!(v["data"]["loginWithCode"]["sessionToken"].is_string());
+    assert_eq!(
+        v["data"]["loginWithCode"]["identity"]["user"]["events"]["edges"][0]["node"]["kind"],
+        "LOGIN"
+    );
 }
 
 #[tokio::test]
