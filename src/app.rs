@@ -18,7 +18,7 @@ use crate::graphql;
 use crate::http::AppState;
 use crate::http::refusals::RefusalLog;
 use crate::http::server::{self, Limits};
-use crate::identity::{Service, connect_storage};
+use crate::identity::{Service, audit, connect_storage};
 use crate::jobs::inbox::Inbox;
 use crate::jobs::worker::{self, Queue};
 use crate::sim::{SimApp, Simulator};
@@ -121,6 +121,7 @@ impl Application {
         }
         workers.spawn(worker::prune_forever(self.queue.clone()));
         workers.spawn(worker::report_queue_forever(self.queue.clone()));
+        workers.spawn(audit::prune_forever(self.state.service.clone()));
         let limits = Limits::from_config(&config);
         let app = crate::http::router(self.state);
         server::serve(self.listener, app, limits, shutdown).await;

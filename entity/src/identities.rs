@@ -16,6 +16,9 @@ pub struct Model {
     pub union_id: Option<String>,
     pub subscribed: Option<bool>,
     pub subscription_event_time: Option<i64>,
+    /// While `union_id` is null: `pending` (a lookup is queued, retrying or parked) or
+    /// `answered` (WeChat gave none).
+    pub union_id_lookup: Option<String>,
     pub first_seen_at: DateTimeUtc,
     pub last_seen_at: DateTimeUtc,
 }

@@ -3,6 +3,7 @@
 //! These are storage shapes only. GraphQL types and domain types live in the main crate, so a
 //! column can change without changing what clients see.
 
+pub mod events;
 pub mod identities;
 pub mod jobs;
 pub mod sessions;

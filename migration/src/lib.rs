@@ -8,6 +8,8 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_identity_tables;
 mod m20261125_000002_jobs;
 mod m20261125_000003_jobs_pending_index;
+mod m20261127_000001_events;
+mod m20261127_000002_unionid_lookup_and_session_owner;
 
 /// `CREATE [UNIQUE] INDEX IF NOT EXISTS name ON table (columns)`: every index wxunion has.
 pub(crate) fn index<T, C>(name: &str, table: T, columns: &[C], unique: bool) -> IndexCreateStatement
@@ -36,6 +38,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_identity_tables::Migration),
             Box::new(m20261125_000002_jobs::Migration),
             Box::new(m20261125_000003_jobs_pending_index::Migration),
+            Box::new(m20261127_000001_events::Migration),
+            Box::new(m20261127_000002_unionid_lookup_and_session_owner::Migration),
         ]
     }
 }

@@ -61,6 +61,8 @@ struct RawConfig {
     #[serde(default)]
     session_ttl_seconds: Option<u64>,
     #[serde(default)]
+    event_retention_days: Option<u64>,
+    #[serde(default)]
     job_workers: Option<u64>,
     #[serde(default)]
     job_lease_seconds: Option<u64>,
@@ -100,6 +102,8 @@ pub struct Config {
     pub sandbox: bool,
     pub sim_listen: SocketAddr,
     pub session_ttl_seconds: u64,
+    /// Audit-trail events older than this many days are pruned.
+    pub event_retention_days: u64,
     pub job_workers: usize,
     pub job_lease_seconds: u64,
     pub max_forced_token_refreshes_per_hour: u64,
@@ -145,6 +149,7 @@ const SCALAR_KEYS: &[(&str, ScalarKind)] = &[
     ("sandbox", ScalarKind::Bool),
     ("sim_listen", ScalarKind::Str),
     ("session_ttl_seconds", ScalarKind::Int),
+    ("event_retention_days", ScalarKind::Int),
     ("job_workers", ScalarKind::Int),
     ("job_lease_seconds", ScalarKind::Int),
     ("max_forced_token_refreshes_per_hour", ScalarKind::Int),
@@ -341,6 +346,7 @@ mod bounds {
     pub const HTTP_REQUEST_TIMEOUT_SECONDS: (u64, u64) = (1, 3_600);
     pub const HTTP_MAX_CONNECTIONS: (u64, u64) = (1, 1_000_000);
     pub const SHUTDOWN_GRACE_SECONDS: (u64, u64) = (0, 3_600);
+    pub const EVENT_RETENTION_DAYS: (u64, u64) = (1, 3_650);
 }
 
 fn validate(
@@ -377,6 +383,7 @@ fn validate(
         http_request_timeout_seconds: limits.http_request_timeout_seconds,
         http_max_connections: limits.http_max_connections,
         shutdown_grace_seconds: limits.shutdown_grace_seconds,
+        event_retention_days: limits.event_retention_days,
         api_keys,
         apps: raw.apps,
         source,
@@ -463,6 +470,7 @@ struct Limits {
     http_request_timeout_seconds: u64,
     http_max_connections: usize,
     shutdown_grace_seconds: u64,
+    event_retention_days: u64,
 }
 
 /// Every duration, size and count, each within its bounds.
@@ -530,6 +538,12 @@ fn limits(c: &Check<'_>, raw: &RawConfig) -> Result<Limits, ConfigError> {
             raw.shutdown_grace_seconds,
             10,
             SHUTDOWN_GRACE_SECONDS,
+        )?,
+        event_retention_days: c.within(
+            "event_retention_days",
+            raw.event_retention_days,
+            365,
+            EVENT_RETENTION_DAYS,
         )?,
     })
 }

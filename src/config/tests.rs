@@ -262,3 +262,21 @@ fn sandbox_defaults_are_part_of_the_loaded_configuration() {
     let plain = load_str(OA).unwrap();
     assert!(plain.api_keys.is_empty());
 }
+
+#[test]
+fn event_retention_defaults_to_a_year_is_bounded_and_overridable() {
+    assert_eq!(load_str(OA).unwrap().event_retention_days, 365);
+    assert_eq!(
+        load_str(&format!("event_retention_days = 30\n{OA}"))
+            .unwrap()
+            .event_retention_days,
+        30
+    );
+    let e = load_str(&format!("event_retention_days = 0\n{OA}")).unwrap_err();
+    assert_eq!(e.key, "event_retention_days");
+    assert_eq!(e.problem, "must be between 1 and 3650, not 0");
+    let e = load_str(&format!("event_retention_days = 4000\n{OA}")).unwrap_err();
+    assert_eq!(e.problem, "must be between 1 and 3650, not 4000");
+    let env = vec![("WXUNION_EVENT_RETENTION_DAYS".to_owned(), "90".to_owned())];
+    assert_eq!(Config::load(None, env).unwrap().event_retention_days, 90);
+}

@@ -3,12 +3,16 @@
 
 pub mod app;
 pub mod error;
+pub mod event;
 pub mod ids;
 pub mod job;
 pub mod link;
+pub mod unionid;
 pub mod user;
 
 pub use app::{AppConfig, AppKind, TokenEndpoint};
 pub use error::{Error, Result};
+pub use event::{Event, EventKind, EventPage, NewEvent};
 pub use ids::{AppId, LoginCode, OpenId, UnionId, UserId};
-pub use user::{Identity, User};
+pub use unionid::{UnionIdStatus, UnionLookup};
+pub use user::{Identity, Session, User};

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 
 use super::app::AppKind;
 use super::ids::{AppId, OpenId, UnionId, UserId};
+use super::unionid::UnionLookup;
 
 /// One person within one open-platform scope.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +26,16 @@ pub struct Identity {
     pub open_id: OpenId,
     pub union_id: Option<UnionId>,
     pub subscribed: Option<bool>,
+    /// While the unionid is unknown: where its lookup stands.
+    pub union_lookup: Option<UnionLookup>,
     pub first_seen_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
+}
+
+/// A live end-user session: its user, and the SHA-256 of its token that names it (the token
+/// itself is never kept).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub user: User,
+    pub token_hash: String,
 }

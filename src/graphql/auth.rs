@@ -3,8 +3,8 @@
 use async_graphql::Context;
 
 use crate::config::sha256_hex;
-use crate::domain::User;
 use crate::domain::{Error, Result};
+use crate::domain::{Session, User, UserId};
 use crate::identity::Service;
 
 /// The caller of one GraphQL request.
@@ -16,8 +16,8 @@ pub enum Caller {
     Unknown,
     /// A backend with an API key from the configuration.
     Service { name: String },
-    /// A person with a session token from `loginWithCode`.
-    EndUser(User),
+    /// A person with a live session token from `loginWithCode`.
+    EndUser(Session),
 }
 
 impl Caller {
@@ -47,7 +47,7 @@ impl Caller {
             });
         }
         Ok(match service.session_user(token).await? {
-            Some(user) => Caller::EndUser(user),
+            Some(session) => Caller::EndUser(session),
             None => Caller::Unknown,
         })
     }
@@ -60,10 +60,90 @@ impl Caller {
             Caller::Anonymous | Caller::Unknown => Err(Error::Unauthenticated),
         }
     }
+
+    /// End users only: the calling session; UNAUTHENTICATED for anyone without one (an API
+    /// key included: it is no session).
+    pub fn require_session(&self) -> Result<&Session> {
+        match self {
+            Caller::EndUser(session) => Ok(session),
+            Caller::Service { .. } | Caller::Anonymous | Caller::Unknown => {
+                Err(Error::Unauthenticated)
+            }
+        }
+    }
+
+    /// The end user behind the call, if it is one.
+    pub fn end_user(&self) -> Option<&User> {
+        match self {
+            Caller::EndUser(session) => Some(&session.user),
+            _ => None,
+        }
+    }
+
+    /// Reading a user's own data (`events`): service callers and that user themself;
+    /// another end user gets FORBIDDEN, a caller without a valid token UNAUTHENTICATED.
+    pub fn require_self_or_service(&self, user_id: &UserId) -> Result<()> {
+        match self {
+            Caller::Service { .. } => Ok(()),
+            Caller::EndUser(session) if session.user.id == *user_id => Ok(()),
+            Caller::EndUser(_) => Err(Error::Forbidden),
+            Caller::Anonymous | Caller::Unknown => Err(Error::Unauthenticated),
+        }
+    }
 }
 
 /// The caller stored in the request data by the HTTP layer (anonymous if it is missing).
 pub fn caller<'a>(ctx: &'a Context<'_>) -> &'a Caller {
     static ANONYMOUS: Caller = Caller::Anonymous;
     ctx.data_opt::<Caller>().unwrap_or(&ANONYMOUS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str) -> Caller {
+        Caller::EndUser(Session {
+            user: User {
+                id: UserId::new(id),
+                scope: "op:acme".into(),
+                union_id: None,
+                created_at: chrono::Utc::now(),
+            },
+            token_hash: "h".into(),
+        })
+    }
+
+    #[test]
+    fn a_users_own_data_is_for_the_user_and_service_callers() {
+        let me = UserId::new("u-me");
+        let service = Caller::Service { name: "crm".into() };
+        assert!(service.require_self_or_service(&me).is_ok());
+        assert!(session("u-me").require_self_or_service(&me).is_ok());
+        assert!(matches!(
+            session("u-other").require_self_or_service(&me),
+            Err(Error::Forbidden)
+        ));
+        for nobody in [Caller::Anonymous, Caller::Unknown] {
+            assert!(matches!(
+                nobody.require_self_or_service(&me),
+                Err(Error::Unauthenticated)
+            ));
+        }
+    }
+
+    #[test]
+    fn only_a_session_can_end_itself() {
+        assert!(session("u-me").require_session().is_ok());
+        for caller in [
+            Caller::Service { name: "crm".into() },
+            Caller::Anonymous,
+            Caller::Unknown,
+        ] {
+            assert!(matches!(
+                caller.require_session(),
+                Err(Error::Unauthenticated)
+            ));
+        }
+    }
 }

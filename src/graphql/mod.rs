@@ -5,6 +5,7 @@
 
 mod auth;
 pub mod errors;
+mod events;
 pub mod limits;
 mod mutation;
 mod query;

@@ -4,8 +4,8 @@ use async_graphql::{Context, Object};
 
 use super::auth::caller;
 use super::errors::service;
-use super::types::{LoginPayload, ResolvePayload};
-use crate::domain::{AppId, LoginCode, OpenId};
+use super::types::{IdentityGql, LoginPayload, ResolvePayload, UserGql};
+use crate::domain::{AppId, LoginCode, OpenId, UserId};
 
 /// The root mutation type.
 pub struct Mutation;
@@ -28,8 +28,10 @@ impl Mutation {
             session_token: login.session_token,
             expires_at: login.expires_at,
             is_new_user: login.is_new_user,
-            user: login.user.into(),
-            identity: login.identity.into(),
+            // The caller just proved to be this user with the code: it may read the user's
+            // own fields (events) in the same response.
+            user: UserGql::from(login.user).seen_by_owner(),
+            identity: IdentityGql::from(login.identity).owned_if(true),
         })
     }
 
@@ -49,5 +51,25 @@ impl Mutation {
             user: user.into(),
             identity: identity.into(),
         })
+    }
+
+    /// End users: ends the calling session; true if it existed. A token already ended is
+    /// UNAUTHENTICATED, like any unknown token.
+    async fn logout(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let session = caller(ctx).require_session()?;
+        Ok(service(ctx)?.logout(session).await?)
+    }
+
+    /// Service callers only: ends every session of a user (an id merged away names the user
+    /// it was merged into, whose sessions include the merged user's); the number ended.
+    async fn revoke_sessions(
+        &self,
+        ctx: &Context<'_>,
+        user_id: async_graphql::ID,
+    ) -> async_graphql::Result<i32> {
+        caller(ctx).require_service()?;
+        let user_id = UserId::parse(user_id.as_str())?;
+        let ended = service(ctx)?.revoke_sessions(&user_id).await?;
+        Ok(i32::try_from(ended).unwrap_or(i32::MAX))
     }
 }

@@ -4,9 +4,9 @@ use async_graphql::{Context, Object};
 
 use super::auth::{Caller, caller};
 use super::errors::service;
-use super::types::UserGql;
+use super::types::{IdentityGql, UserGql};
 use crate::domain::Error;
-use crate::domain::UnionId;
+use crate::domain::{AppId, OpenId, UnionId, UserId};
 
 /// The root query type.
 pub struct Query;
@@ -27,10 +27,39 @@ impl Query {
             .map(UserGql::from))
     }
 
+    /// Service callers only: the user of an id. An id merged away answers the user it was
+    /// merged into, so ids held by other systems keep working; null when never seen.
+    async fn user_by_id(
+        &self,
+        ctx: &Context<'_>,
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<Option<UserGql>> {
+        caller(ctx).require_service()?;
+        let id = UserId::parse(id.as_str())?;
+        Ok(service(ctx)?.user_by_id(&id).await?.map(UserGql::from))
+    }
+
+    /// Service callers only: who this openid is, from wxunion's own records (no WeChat
+    /// call); null when never seen.
+    async fn identity(
+        &self,
+        ctx: &Context<'_>,
+        app_id: String,
+        open_id: String,
+    ) -> async_graphql::Result<Option<IdentityGql>> {
+        caller(ctx).require_service()?;
+        let app_id = AppId::parse(&app_id)?;
+        let open_id = OpenId::parse(&open_id)?;
+        Ok(service(ctx)?
+            .identity(&app_id, &open_id)
+            .await?
+            .map(IdentityGql::from))
+    }
+
     /// End users: the user behind the session token (null for an API key, which is no one).
     async fn me(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<UserGql>> {
         match caller(ctx) {
-            Caller::EndUser(user) => Ok(Some(UserGql::from(user.clone()))),
+            Caller::EndUser(session) => Ok(Some(UserGql::from(session.user.clone()))),
             Caller::Service { .. } => Ok(None),
             Caller::Anonymous | Caller::Unknown => Err(Error::Unauthenticated.into()),
         }

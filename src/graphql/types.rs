@@ -4,8 +4,10 @@
 use async_graphql::{ComplexObject, Context, Enum, ID, SimpleObject};
 use chrono::{DateTime, Utc};
 
+use super::auth::caller;
 use super::errors::service;
-use crate::domain::{AppKind, UnionId, UserId};
+use super::events::{EventConnection, decode_cursor};
+use crate::domain::{AppKind, UnionId, UnionIdStatus, UserId};
 
 /// The kind of WeChat app an identity belongs to.
 #[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
@@ -36,17 +38,46 @@ pub struct UserGql {
     /// Null until WeChat has revealed it.
     pub union_id: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// The caller is this user without a session header (the `loginWithCode` that just
+    /// proved it with the code).
+    #[graphql(skip)]
+    pub seen_by_owner: bool,
+}
+
+impl UserGql {
+    /// This user, as the caller who just logged in as them sees it.
+    pub fn seen_by_owner(mut self) -> UserGql {
+        self.seen_by_owner = true;
+        self
+    }
 }
 
 #[ComplexObject]
 impl UserGql {
+    /// Service callers and the user themself (another user: FORBIDDEN): what happened to
+    /// this user, newest first. `first` is 0 to 100; `after` is the `endCursor` of the
+    /// previous page.
+    async fn events(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20)] first: Option<i32>,
+        after: Option<String>,
+    ) -> async_graphql::Result<EventConnection> {
+        let id = UserId::new(self.id.as_str());
+        if !self.seen_by_owner {
+            caller(ctx).require_self_or_service(&id)?;
+        }
+        let before = after.as_deref().map(decode_cursor).transpose()?;
+        Ok(service(ctx)?.events(&id, first, before).await?.into())
+    }
+
     /// One per (app, openid), oldest first.
     async fn identities(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<IdentityGql>> {
         Ok(service(ctx)?
             .identities(&UserId::new(self.id.as_str()))
             .await?
             .into_iter()
-            .map(IdentityGql::from)
+            .map(|i| IdentityGql::from(i).owned_if(self.seen_by_owner))
             .collect())
     }
 }
@@ -57,13 +88,37 @@ impl From<crate::domain::User> for UserGql {
             id: ID(u.id.into_string()),
             union_id: u.union_id.map(UnionId::into_string),
             created_at: u.created_at,
+            seen_by_owner: false,
+        }
+    }
+}
+
+/// Whether an identity's unionid is known.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "UnionIdStatus")]
+pub enum UnionIdStatusGql {
+    /// unionId is set.
+    Known,
+    /// A lookup is queued or retrying (a failed, parked lookup stays PENDING: resolveOpenId
+    /// or a follower sync can retry it).
+    Pending,
+    /// The app has no open platform, or WeChat gave none.
+    NotEligible,
+}
+
+impl From<UnionIdStatus> for UnionIdStatusGql {
+    fn from(s: UnionIdStatus) -> Self {
+        match s {
+            UnionIdStatus::Known => UnionIdStatusGql::Known,
+            UnionIdStatus::Pending => UnionIdStatusGql::Pending,
+            UnionIdStatus::NotEligible => UnionIdStatusGql::NotEligible,
         }
     }
 }
 
 /// How one app sees one person.
 #[derive(SimpleObject, Clone, Debug)]
-#[graphql(name = "Identity")]
+#[graphql(name = "Identity", complex)]
 pub struct IdentityGql {
     pub app_id: String,
     pub app_kind: AppKindGql,
@@ -73,10 +128,42 @@ pub struct IdentityGql {
     pub subscribed: Option<bool>,
     pub first_seen_at: DateTime<Utc>,
     pub last_seen_at: DateTime<Utc>,
+    #[graphql(skip)]
+    pub domain: crate::domain::Identity,
+    /// Seen by the user it belongs to without a session header (see `UserGql`).
+    #[graphql(skip)]
+    pub seen_by_owner: bool,
+}
+
+impl IdentityGql {
+    /// This identity, as the caller who just logged in as its user sees it.
+    pub fn owned_if(mut self, seen_by_owner: bool) -> IdentityGql {
+        self.seen_by_owner = seen_by_owner;
+        self
+    }
+}
+
+#[ComplexObject]
+impl IdentityGql {
+    /// The user this identity belongs to.
+    async fn user(&self, ctx: &Context<'_>) -> async_graphql::Result<UserGql> {
+        let user = UserGql::from(service(ctx)?.user_of(&self.domain).await?);
+        Ok(if self.seen_by_owner {
+            user.seen_by_owner()
+        } else {
+            user
+        })
+    }
+
+    /// Whether the unionId is known, being looked up, or not to be had.
+    async fn union_id_status(&self, ctx: &Context<'_>) -> async_graphql::Result<UnionIdStatusGql> {
+        Ok(service(ctx)?.union_id_status(&self.domain).into())
+    }
 }
 
 impl From<crate::domain::Identity> for IdentityGql {
     fn from(i: crate::domain::Identity) -> Self {
+        let domain = i.clone();
         IdentityGql {
             app_id: i.app_id.into_string(),
             app_kind: i.app_kind.into(),
@@ -85,6 +172,8 @@ impl From<crate::domain::Identity> for IdentityGql {
             subscribed: i.subscribed,
             first_seen_at: i.first_seen_at,
             last_seen_at: i.last_seen_at,
+            domain,
+            seen_by_owner: false,
         }
     }
 }

@@ -13,11 +13,14 @@ use crate::cache::Cache;
 use crate::clock::SharedClock;
 use crate::config::{Config, sha256_hex};
 use crate::domain::{AppConfig, AppKind};
-use crate::domain::{AppId, Identity, LoginCode, OpenId, UnionId, User, UserId};
+use crate::domain::{
+    AppId, Identity, LoginCode, OpenId, Session, UnionId, UnionLookup, User, UserId,
+};
 use crate::domain::{Error, Result};
 use crate::store::{
     self,
     links::{Linked, Sighting},
+    sessions::NewSession,
 };
 use crate::wechat::{AccessTokens, WechatClient};
 
@@ -43,6 +46,8 @@ pub struct Service {
     pub(super) wechat: WechatClient,
     pub(super) tokens: AccessTokens,
     pub(super) clock: SharedClock,
+    /// Per-app runs of logins without a unionid, to spot an app unbound from its platform.
+    pub(super) unbound: Arc<super::unbound::UnboundWatch>,
 }
 
 /// Whether the service's database and cache answer, for `/readyz`.
@@ -101,6 +106,7 @@ impl Service {
             wechat,
             tokens,
             clock,
+            unbound: Arc::new(super::unbound::UnboundWatch::default()),
         })
     }
 
@@ -162,20 +168,31 @@ impl Service {
                 (open_id, union_id)
             }
         };
+        self.unbound.login(app, union_id.is_some());
+        let mut linked = self.link(app, &open_id, union_id.as_ref(), None).await?;
+        // After the link, so that LOGIN is never older than the events the link recorded.
         let now = self.clock.now();
-        let linked = self.link(app, &open_id, union_id.as_ref(), None).await?;
         let token = new_session_token();
         let expires_at = now + chrono::Duration::seconds(self.config.session_ttl_seconds as i64);
-        store::sessions::create(
+        let owner = store::sessions::open(
             &self.db,
-            &sha256_hex(&token),
-            &linked.user.id,
-            &linked.identity.id,
-            app_id,
-            now,
-            expires_at,
+            &NewSession {
+                token_hash: &sha256_hex(&token),
+                user_id: &linked.user.id,
+                identity_id: &linked.identity.id,
+                app_id,
+                open_id: open_id.as_str(),
+                now,
+                expires_at,
+            },
         )
         .await?;
+        if owner != linked.user.id {
+            // A merge moved the user between the link and the session: answer the survivor.
+            if let Some(user) = store::users::live(&self.db, &owner).await? {
+                linked.user = user;
+            }
+        }
         metrics::counter!("wxunion_logins_total", "new_user" => linked.is_new_user.to_string())
             .increment(1);
         Ok(Login {
@@ -226,8 +243,17 @@ impl Service {
         event_time: i64,
         subscription: Option<bool>,
     ) -> Result<()> {
+        // With an open platform the unionid is looked up right after (in this job, retried
+        // with it): PENDING until that lookup succeeds or WeChat answers without one.
+        let lookup = app.open_platform.as_ref().map(|_| UnionLookup::Pending);
         let linked = self
-            .link(app, open_id, None, subscription.map(|on| (on, event_time)))
+            .link_with(
+                app,
+                open_id,
+                None,
+                subscription.map(|on| (on, event_time)),
+                lookup,
+            )
             .await?;
         if linked.identity.union_id.is_none() && app.open_platform.is_some() {
             let app_id = AppId::parse(&app.app_id)?;
@@ -236,13 +262,33 @@ impl Service {
         Ok(())
     }
 
-    /// Links what one app just told us about a person, as of now.
+    /// Links what WeChat just answered about a person (a login, `user/info`), as of now:
+    /// without a unionid in the answer, WeChat gave none.
     pub(super) async fn link(
         &self,
         app: &AppConfig,
         open_id: &OpenId,
         union_id: Option<&UnionId>,
         subscription: Option<(bool, i64)>,
+    ) -> Result<Linked> {
+        self.link_with(
+            app,
+            open_id,
+            union_id,
+            subscription,
+            Some(UnionLookup::Answered),
+        )
+        .await
+    }
+
+    /// Links a sighting, saying where the lookup of its unionid stands.
+    pub(super) async fn link_with(
+        &self,
+        app: &AppConfig,
+        open_id: &OpenId,
+        union_id: Option<&UnionId>,
+        subscription: Option<(bool, i64)>,
+        union_lookup: Option<UnionLookup>,
     ) -> Result<Linked> {
         Ok(store::links::link(
             &self.db,
@@ -252,6 +298,7 @@ impl Service {
                 union_id: union_id.map(UnionId::as_str),
                 seen_at: self.clock.now(),
                 subscription,
+                union_lookup,
             },
         )
         .await?)
@@ -262,14 +309,19 @@ impl Service {
         Ok(store::users::by_union_id(&self.db, union_id).await?)
     }
 
-    /// The user behind a session token, if the session is live.
-    pub async fn session_user(&self, token: &str) -> Result<Option<User>> {
+    /// The session of a token, if it is live: looked up in the database on every call (no
+    /// cache), so an ended or revoked session is unknown to every instance at once. Its user
+    /// is the live one (a session opened just before a merge answers the survivor).
+    pub async fn session_user(&self, token: &str) -> Result<Option<Session>> {
+        let token_hash = sha256_hex(token);
         let Some(user_id) =
-            store::sessions::user_of(&self.db, &sha256_hex(token), self.clock.now()).await?
+            store::sessions::user_of(&self.db, &token_hash, self.clock.now()).await?
         else {
             return Ok(None);
         };
-        Ok(store::users::by_id(&self.db, &user_id).await?)
+        Ok(store::users::live(&self.db, &user_id)
+            .await?
+            .map(|user| Session { user, token_hash }))
     }
 
     /// A user's identities.

@@ -1,5 +1,6 @@
 //! Applying the linking rules of [`crate::domain::link`]: read the facts in a transaction,
-//! let `decide` choose, apply its decision in the same transaction.
+//! let `decide` choose, apply its decision in the same transaction, and record the events
+//! [`link_events`] derives from what changed, still in that transaction.
 //!
 //! Inserts use `ON CONFLICT DO NOTHING` and the unique keys on `(scope, union_id)` and
 //! `(app_id, open_id)`, so concurrent first logins of one person create one user; a lost race
@@ -13,11 +14,13 @@ use sea_orm::{
     EntityTrait, QueryFilter, TransactionTrait, TryInsertResult,
 };
 
+use super::events;
 use super::users::{identity_from_row, user_from_row};
 use crate::domain::AppConfig;
-use crate::domain::UserId;
+use crate::domain::event::{LinkChange, link_events};
 use crate::domain::link::{CurrentUser, Decision, Known, Owner, Target, decide};
-use crate::domain::{Identity, User};
+use crate::domain::unionid::{UnionLookup, lookup_after};
+use crate::domain::{Identity, User, UserId};
 
 /// What we learned about a person from one app.
 #[derive(Debug, Clone)]
@@ -29,6 +32,9 @@ pub struct Sighting<'a> {
     /// A follow state and the WeChat `CreateTime` (seconds) of the event that set it; applied
     /// only when not older than the state already stored.
     pub subscription: Option<(bool, i64)>,
+    /// What this sighting says about the lookup of the unionid, kept while it is unknown:
+    /// `Answered` when WeChat just answered without one, `Pending` when a lookup is queued.
+    pub union_lookup: Option<UnionLookup>,
 }
 
 /// The outcome of a link.
@@ -128,15 +134,15 @@ async fn link_once(db: &impl ConnectionTrait, s: &Sighting<'_>) -> Result<Attemp
 
     let (Some(identity), Some(current)) = (existing, current) else {
         // A first sighting of this (app, openid).
-        let (user, is_new_user) = match decision {
+        let (user, is_new_user) = match &decision {
             Decision::NewIdentity(Target::NewWithoutUnion) => {
                 (insert_user(db, &scope, None, s.seen_at).await?, true)
             }
-            Decision::NewIdentity(target) => match target_user(db, &scope, s, &target).await? {
+            Decision::NewIdentity(target) => match target_user(db, &scope, s, target).await? {
                 Some(found) => found,
                 None => return Ok(Attempt::Retry),
             },
-            other => return Err(unexpected(&other)),
+            other => return Err(unexpected(other)),
         };
         let row = identities::Model {
             id: new_id(),
@@ -147,6 +153,8 @@ async fn link_once(db: &impl ConnectionTrait, s: &Sighting<'_>) -> Result<Attemp
             union_id: s.union_id.map(str::to_owned),
             subscribed: s.subscription.map(|(on, _)| on),
             subscription_event_time: s.subscription.map(|(_, t)| t),
+            union_id_lookup: lookup_after(s.union_id.is_some(), s.union_lookup, None)
+                .map(|l| l.as_str().to_owned()),
             first_seen_at: s.seen_at,
             last_seen_at: s.seen_at,
         };
@@ -158,6 +166,17 @@ async fn link_once(db: &impl ConnectionTrait, s: &Sighting<'_>) -> Result<Attemp
         if !matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
             return Ok(Attempt::Retry);
         }
+        let change = LinkChange {
+            decision: &decision,
+            app_id: &s.app.app_id,
+            open_id: s.open_id,
+            union_id: s.union_id,
+            previous_user: None,
+            created_with_union: is_new_user && user.union_id.is_some(),
+            subscribed_before: None,
+            subscribed_after: row.subscribed,
+        };
+        record_events(db, &user.id, s.seen_at, &change).await?;
         return Ok(Attempt::Done(Box::new(Linked {
             user: user_from_row(user)?,
             identity: identity_from_row(row)?,
@@ -167,7 +186,8 @@ async fn link_once(db: &impl ConnectionTrait, s: &Sighting<'_>) -> Result<Attemp
 
     // A known identity: apply the decision, then touch it.
     let union_id = s.union_id.unwrap_or_default();
-    let (user, identity_union) = match decision {
+    let mut created_with_union = false;
+    let (user, identity_union) = match &decision {
         Decision::Touch => {
             let union = identity.union_id.clone().or(current.union_id.clone());
             (current, union)
@@ -198,16 +218,25 @@ async fn link_once(db: &impl ConnectionTrait, s: &Sighting<'_>) -> Result<Attemp
         }
         Decision::Conflict(target) => {
             tracing::warn!(app_id = %s.app.app_id, "openid reported with a different unionid or scope; moving this identity only");
-            let Some((target, _)) = target_user(db, &scope, s, &target).await? else {
+            let Some((target, created)) = target_user(db, &scope, s, target).await? else {
                 return Ok(Attempt::Retry);
             };
+            created_with_union = created && target.union_id.is_some();
             move_identity(db, &identity.id, &target.id, union_id).await?;
             (target, Some(union_id.to_owned()))
         }
-        other => return Err(unexpected(&other)),
+        other => return Err(unexpected(other)),
     };
 
     let mut am: identities::ActiveModel = identity.clone().into();
+    let stored_lookup = identity
+        .union_id_lookup
+        .as_deref()
+        .and_then(UnionLookup::parse);
+    am.union_id_lookup = Set(
+        lookup_after(identity_union.is_some(), s.union_lookup, stored_lookup)
+            .map(|l| l.as_str().to_owned()),
+    );
     am.user_id = Set(user.id.clone());
     am.union_id = Set(identity_union);
     am.last_seen_at = Set(s.seen_at.max(identity.last_seen_at));
@@ -219,12 +248,39 @@ async fn link_once(db: &impl ConnectionTrait, s: &Sighting<'_>) -> Result<Attemp
         am.subscribed = Set(Some(on));
         am.subscription_event_time = Set(Some(at));
     }
-    let identity = am.update(db).await?;
+    let updated = am.update(db).await?;
+    let change = LinkChange {
+        decision: &decision,
+        app_id: &s.app.app_id,
+        open_id: s.open_id,
+        union_id: s.union_id,
+        previous_user: current_id.as_ref(),
+        created_with_union,
+        subscribed_before: identity.subscribed,
+        subscribed_after: updated.subscribed,
+    };
+    record_events(db, &user.id, s.seen_at, &change).await?;
+    let identity = updated;
     Ok(Attempt::Done(Box::new(Linked {
         user: user_from_row(user)?,
         identity: identity_from_row(identity)?,
         is_new_user: false,
     })))
+}
+
+/// Records what a link changed, on the user the identity now belongs to.
+async fn record_events(
+    db: &impl ConnectionTrait,
+    user_id: &str,
+    at: DateTime<Utc>,
+    change: &LinkChange<'_>,
+) -> Result<(), DbErr> {
+    let events = link_events(change);
+    if events.is_empty() {
+        return Ok(());
+    }
+    events::record(db, &UserId::new(user_id), at, &events).await?;
+    Ok(())
 }
 
 fn unexpected(d: &Decision) -> DbErr {
@@ -292,8 +348,8 @@ async fn insert_user(
     Ok(row)
 }
 
-/// Merges the whole user `from` (no unionid of its own) into `to`: its identities and
-/// sessions move across and it keeps `merged_into`.
+/// Merges the whole user `from` (no unionid of its own) into `to`: its identities, sessions
+/// and events move across and it keeps `merged_into`.
 async fn merge_user(
     db: &impl ConnectionTrait,
     from: &str,
@@ -312,6 +368,7 @@ async fn merge_user(
         .filter(sessions::Column::UserId.eq(from))
         .exec(db)
         .await?;
+    events::move_all(db, from, to).await?;
     users::Entity::update_many()
         .col_expr(users::Column::MergedInto, Expr::value(to))
         .col_expr(users::Column::UpdatedAt, Expr::value(now))

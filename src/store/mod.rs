@@ -1,6 +1,7 @@
 //! Persistence: every SQL statement wxunion runs lives under this module, and it returns
 //! domain types, never entity models, to the layers above.
 
+pub mod events;
 pub mod jobs;
 pub mod links;
 pub mod sessions;

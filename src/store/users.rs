@@ -1,9 +1,12 @@
 //! Reading users and their identities.
 
 use entity::{identities, users};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, Statement,
+};
 
-use crate::domain::{AppId, AppKind, Identity, OpenId, UnionId, User, UserId};
+use crate::domain::{AppId, AppKind, Identity, OpenId, UnionId, UnionLookup, User, UserId};
 
 /// A row that does not hold what wxunion writes (a hand-edited database): an error, never a
 /// silent default.
@@ -36,6 +39,10 @@ pub(crate) fn identity_from_row(m: identities::Model) -> Result<Identity, DbErr>
         .union_id
         .map(|u| UnionId::parse(&u).map_err(|_| corrupt("identities.union_id", &u)))
         .transpose()?;
+    let union_lookup = m
+        .union_id_lookup
+        .map(|l| UnionLookup::parse(&l).ok_or_else(|| corrupt("identities.union_id_lookup", &l)))
+        .transpose()?;
     Ok(Identity {
         id: m.id,
         user_id: UserId::new(m.user_id),
@@ -44,6 +51,7 @@ pub(crate) fn identity_from_row(m: identities::Model) -> Result<Identity, DbErr>
         open_id,
         union_id,
         subscribed: m.subscribed,
+        union_lookup,
         first_seen_at: m.first_seen_at,
         last_seen_at: m.last_seen_at,
     })
@@ -72,6 +80,74 @@ pub async fn by_id(db: &impl ConnectionTrait, id: &UserId) -> Result<Option<User
         .await?
         .map(user_from_row)
         .transpose()
+}
+
+/// How many `merged_into` links a lookup follows before it gives up. Merges only go into a
+/// user holding a unionid, which is never merged itself, so real chains have one link.
+pub const MAX_MERGE_HOPS: usize = 8;
+
+/// The user an id names today: the user itself, or the user it was merged into (following
+/// `merged_into`, at most [`MAX_MERGE_HOPS`] links; a cycle or a longer chain is a corrupt
+/// database and an error). `None` for an id never seen.
+pub async fn live(db: &impl ConnectionTrait, id: &UserId) -> Result<Option<User>, DbErr> {
+    let mut seen: Vec<String> = Vec::new();
+    let mut next = id.as_str().to_owned();
+    loop {
+        let Some(row) = users::Entity::find_by_id(next.clone()).one(db).await? else {
+            return Ok(None);
+        };
+        seen.push(row.id.clone());
+        match row.merged_into.clone() {
+            None => return user_from_row(row).map(Some),
+            Some(into) if seen.contains(&into) || seen.len() > MAX_MERGE_HOPS => {
+                return Err(DbErr::Custom(format!(
+                    "corrupt row: users.merged_into of user {id} does not lead to a live user"
+                )));
+            }
+            Some(into) => next = into,
+        }
+    }
+}
+
+/// The id of the live user `id` names (see [`live`]), locking its row on PostgreSQL until the
+/// transaction ends. Writers that record events take this lock first, so a user's events
+/// commit in the order of their ids and a reader paging by id never skips one that commits
+/// late. `None` for an id never seen.
+pub(crate) async fn live_id_for_update(
+    db: &impl ConnectionTrait,
+    id: &str,
+) -> Result<Option<String>, DbErr> {
+    #[derive(FromQueryResult)]
+    struct Row {
+        id: String,
+        merged_into: Option<String>,
+    }
+    let backend = db.get_database_backend();
+    let lock = if backend == DbBackend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let sql = format!("SELECT id, merged_into FROM users WHERE id = $1{lock}");
+    let mut seen: Vec<String> = Vec::new();
+    let mut next = id.to_owned();
+    loop {
+        let stmt = Statement::from_sql_and_values(backend, sql.clone(), [next.clone().into()]);
+        let Some(row) = db.query_one_raw(stmt).await? else {
+            return Ok(None);
+        };
+        let row = Row::from_query_result(&row, "")?;
+        seen.push(row.id.clone());
+        match row.merged_into {
+            None => return Ok(Some(row.id)),
+            Some(into) if seen.contains(&into) || seen.len() > MAX_MERGE_HOPS => {
+                return Err(DbErr::Custom(format!(
+                    "corrupt row: users.merged_into of user {id} does not lead to a live user"
+                )));
+            }
+            Some(into) => next = into,
+        }
+    }
 }
 
 /// Every identity of a user, oldest first.

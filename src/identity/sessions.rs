@@ -1,0 +1,28 @@
+//! Ending sessions: `logout` (the calling session) and `revokeSessions` (every session of a
+//! user). Sessions are read from the database on every request, never cached, so an ended
+//! session is refused by every instance from the next request on.
+
+use crate::domain::{Result, Session, UserId};
+use crate::store;
+
+use super::Service;
+
+impl Service {
+    /// `logout`: ends the calling session; whether it still existed (two concurrent logouts
+    /// with one token: one of them finds it gone).
+    pub async fn logout(&self, session: &Session) -> Result<bool> {
+        Ok(store::sessions::end(&self.db, &session.token_hash).await?)
+    }
+
+    /// `revokeSessions`: ends every live session of the user an id names now (an id merged
+    /// away names the survivor; a merge moved the merged user's sessions to it, so they are
+    /// ended too) and records `SESSIONS_REVOKED`. Returns how many were ended; 0 for an
+    /// unknown id.
+    pub async fn revoke_sessions(&self, user_id: &UserId) -> Result<u64> {
+        let ended = store::sessions::revoke_all(&self.db, user_id, self.clock.now()).await?;
+        if let Some(n) = ended {
+            tracing::info!(user_id = %user_id, ended = n, "sessions revoked");
+        }
+        Ok(ended.unwrap_or(0))
+    }
+}
