@@ -124,3 +124,79 @@ pub async fn move_on_merge(db: &impl ConnectionTrait, from: &str, to: &str) -> R
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use entity::users;
+
+    async fn db_with_users(ids: &[&str]) -> DatabaseConnection {
+        let db = crate::store::connect("sqlite::memory:", 1).await.unwrap();
+        crate::store::migrate(&db).await.unwrap();
+        let now = Utc::now();
+        for id in ids {
+            users::Entity::insert(users::ActiveModel {
+                id: Set((*id).to_owned()),
+                scope: Set("op:acme".into()),
+                union_id: Set(None),
+                merged_into: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+            })
+            .exec_without_returning(&db)
+            .await
+            .unwrap();
+        }
+        db
+    }
+
+    fn phone(number: &str) -> NewPhone<'_> {
+        NewPhone {
+            app_id: "wx1000000000000001",
+            open_id: "o1",
+            phone_number: number,
+            pure_phone_number: number,
+            country_code: "86",
+            now: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn binding_replaces_and_an_unknown_user_binds_nothing() {
+        let db = db_with_users(&["u1"]).await;
+        let u1 = UserId::new("u1");
+        bind(&db, &u1, &phone("13800000001")).await.unwrap();
+        bind(&db, &u1, &phone("13800000002")).await.unwrap();
+        let got = of(&db, &u1).await.unwrap().unwrap();
+        assert_eq!(got.phone_number, "13800000002");
+        assert!(!format!("{got:?}").contains("138"));
+        let nobody = bind(&db, &UserId::new("u404"), &phone("13800000003"))
+            .await
+            .unwrap();
+        assert!(nobody.is_none());
+        assert_eq!(
+            phone_numbers::Entity::find().all(&db).await.unwrap().len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_merge_moves_the_number_unless_the_survivor_has_one() {
+        let db = db_with_users(&["from", "to", "from2"]).await;
+        bind(&db, &UserId::new("from"), &phone("13800000001"))
+            .await
+            .unwrap();
+        move_on_merge(&db, "from", "to").await.unwrap();
+        let to = of(&db, &UserId::new("to")).await.unwrap().unwrap();
+        assert_eq!(to.phone_number, "13800000001");
+        assert!(of(&db, &UserId::new("from")).await.unwrap().is_none());
+
+        bind(&db, &UserId::new("from2"), &phone("13800000009"))
+            .await
+            .unwrap();
+        move_on_merge(&db, "from2", "to").await.unwrap();
+        let to = of(&db, &UserId::new("to")).await.unwrap().unwrap();
+        assert_eq!(to.phone_number, "13800000001", "the survivor's number wins");
+        assert!(of(&db, &UserId::new("from2")).await.unwrap().is_none());
+    }
+}
