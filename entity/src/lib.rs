@@ -6,5 +6,6 @@
 pub mod events;
 pub mod identities;
 pub mod jobs;
+pub mod phone_numbers;
 pub mod sessions;
 pub mod users;

@@ -10,6 +10,7 @@ mod m20261125_000002_jobs;
 mod m20261125_000003_jobs_pending_index;
 mod m20261127_000001_events;
 mod m20261127_000002_unionid_lookup_and_session_owner;
+mod m20261127_000003_phone_numbers;
 
 /// `CREATE [UNIQUE] INDEX IF NOT EXISTS name ON table (columns)`: every index wxunion has.
 pub(crate) fn index<T, C>(name: &str, table: T, columns: &[C], unique: bool) -> IndexCreateStatement
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000003_jobs_pending_index::Migration),
             Box::new(m20261127_000001_events::Migration),
             Box::new(m20261127_000002_unionid_lookup_and_session_owner::Migration),
+            Box::new(m20261127_000003_phone_numbers::Migration),
         ]
     }
 }

@@ -15,4 +15,4 @@ pub use error::{Error, Result};
 pub use event::{Event, EventKind, EventPage, NewEvent};
 pub use ids::{AppId, LoginCode, OpenId, UnionId, UserId};
 pub use unionid::{UnionIdStatus, UnionLookup};
-pub use user::{Identity, Session, User};
+pub use user::{Identity, PhoneNumber, Session, User};

@@ -39,3 +39,22 @@ pub struct Session {
     pub user: User,
     pub token_hash: String,
 }
+
+/// A phone number a user shared from a mini program (`bindPhoneNumber`). Personal data: its
+/// `Debug` shows no digits, so it never reaches a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PhoneNumber {
+    /// With the country code, as WeChat gives it.
+    pub phone_number: String,
+    pub pure_phone_number: String,
+    pub country_code: String,
+    pub bound_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for PhoneNumber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PhoneNumber")
+            .field("bound_at", &self.bound_at)
+            .finish_non_exhaustive()
+    }
+}

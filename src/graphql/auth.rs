@@ -72,6 +72,16 @@ impl Caller {
         }
     }
 
+    /// Acting as an end user (`bindPhoneNumber`): the calling session; FORBIDDEN for an API
+    /// key (a backend is no person and has no phone), UNAUTHENTICATED without a valid token.
+    pub fn require_end_user(&self) -> Result<&Session> {
+        match self {
+            Caller::EndUser(session) => Ok(session),
+            Caller::Service { .. } => Err(Error::Forbidden),
+            Caller::Anonymous | Caller::Unknown => Err(Error::Unauthenticated),
+        }
+    }
+
     /// The end user behind the call, if it is one.
     pub fn end_user(&self) -> Option<&User> {
         match self {
@@ -130,6 +140,55 @@ mod tests {
                 Err(Error::Unauthenticated)
             ));
         }
+    }
+
+    #[test]
+    fn only_an_end_user_binds_a_phone() {
+        assert!(session("u-me").require_end_user().is_ok());
+        assert!(matches!(
+            Caller::Service { name: "crm".into() }.require_end_user(),
+            Err(Error::Forbidden)
+        ));
+        for nobody in [Caller::Anonymous, Caller::Unknown] {
+            assert!(matches!(
+                nobody.require_end_user(),
+                Err(Error::Unauthenticated)
+            ));
+        }
+    }
+
+    /// No GraphQL path leads a session to another user's `User` (`me` and `loginWithCode`
+    /// answer the caller; the lookups are for service callers), so the field rule is run on a
+    /// schema whose root hands out another user's `User`.
+    #[tokio::test]
+    async fn a_session_reading_another_users_phone_is_forbidden() {
+        use crate::graphql::types::UserGql;
+        use async_graphql::{EmptyMutation, EmptySubscription, Object, Schema};
+
+        struct Root;
+        #[Object]
+        impl Root {
+            async fn other(&self) -> UserGql {
+                UserGql::from(User {
+                    id: UserId::new("u-other"),
+                    scope: "op:acme".into(),
+                    union_id: None,
+                    created_at: chrono::Utc::now(),
+                })
+            }
+        }
+        let schema = Schema::new(Root, EmptyMutation, EmptySubscription);
+        let request = async_graphql::Request::new("{ other { id phoneNumber { phoneNumber } } }")
+            .data(session("u-me"));
+        let response = schema.execute(request).await;
+        assert_eq!(response.errors.len(), 1, "{:?}", response.errors);
+        assert_eq!(response.errors[0].path.len(), 2);
+        let code = response.errors[0]
+            .extensions
+            .as_ref()
+            .and_then(|e| e.get("code"))
+            .cloned();
+        assert_eq!(code, Some(async_graphql::Value::from("FORBIDDEN")));
     }
 
     #[test]

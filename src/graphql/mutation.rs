@@ -60,6 +60,23 @@ impl Mutation {
         Ok(service(ctx)?.logout(session).await?)
     }
 
+    /// End users logged in from a mini program: the code from
+    /// `<button open-type="getPhoneNumber">` (`wxa/business/getuserphonenumber`). Binds the
+    /// number to the calling user (replacing an earlier one) and records PHONE_BOUND.
+    /// UNAUTHENTICATED without a session, FORBIDDEN for an API key, UNKNOWN_APP when the
+    /// session was not opened with a mini program, INVALID_CODE for an invalid, expired or
+    /// used code.
+    async fn bind_phone_number(
+        &self,
+        ctx: &Context<'_>,
+        code: String,
+    ) -> async_graphql::Result<UserGql> {
+        let session = caller(ctx).require_end_user()?;
+        let code = LoginCode::parse(&code)?;
+        let user = service(ctx)?.bind_phone_number(session, &code).await?;
+        Ok(UserGql::from(user))
+    }
+
     /// Service callers only: ends every session of a user (an id merged away names the user
     /// it was merged into, whose sessions include the merged user's); the number ended.
     async fn revoke_sessions(

@@ -71,6 +71,22 @@ impl UserGql {
         Ok(service(ctx)?.events(&id, first, before).await?.into())
     }
 
+    /// Service callers and the user themself (another user: FORBIDDEN): the number shared
+    /// from a mini program with `bindPhoneNumber`; null when none is bound.
+    async fn phone_number(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<PhoneNumberGql>> {
+        let id = UserId::new(self.id.as_str());
+        if !self.seen_by_owner {
+            caller(ctx).require_self_or_service(&id)?;
+        }
+        Ok(service(ctx)?
+            .phone_number(&id)
+            .await?
+            .map(PhoneNumberGql::from))
+    }
+
     /// One per (app, openid), oldest first.
     async fn identities(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<IdentityGql>> {
         Ok(service(ctx)?
@@ -89,6 +105,28 @@ impl From<crate::domain::User> for UserGql {
             union_id: u.union_id.map(UnionId::into_string),
             created_at: u.created_at,
             seen_by_owner: false,
+        }
+    }
+}
+
+/// A phone number shared from a mini program.
+#[derive(SimpleObject, Clone)]
+#[graphql(name = "PhoneNumber")]
+pub struct PhoneNumberGql {
+    /// With the country code, as WeChat gives it.
+    pub phone_number: String,
+    pub pure_phone_number: String,
+    pub country_code: String,
+    pub bound_at: DateTime<Utc>,
+}
+
+impl From<crate::domain::PhoneNumber> for PhoneNumberGql {
+    fn from(p: crate::domain::PhoneNumber) -> Self {
+        PhoneNumberGql {
+            phone_number: p.phone_number,
+            pure_phone_number: p.pure_phone_number,
+            country_code: p.country_code,
+            bound_at: p.bound_at,
         }
     }
 }

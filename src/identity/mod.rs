@@ -5,6 +5,7 @@
 
 pub mod audit;
 mod lookups;
+mod phones;
 mod service;
 mod sessions;
 pub mod sync;

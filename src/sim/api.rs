@@ -24,6 +24,10 @@ pub fn routes() -> Router<Arc<SimState>> {
         .route("/cgi-bin/user/info", get(user_info))
         .route("/cgi-bin/user/info/batchget", post(user_info_batchget))
         .route("/cgi-bin/user/get", get(user_get))
+        .route(
+            "/wxa/business/getuserphonenumber",
+            post(get_user_phone_number),
+        )
 }
 
 fn err(errcode: i64, errmsg: &str) -> Json<Value> {
@@ -348,4 +352,75 @@ async fn user_get(State(state): S, Query(q): Q) -> Json<Value> {
         body["data"] = json!({ "openid": page });
     }
     Json(body)
+}
+
+/// A number as minted: mainland digits (`13800138000`, country code 86) or
+/// `+<country code> <digits>`. Returns (country code, pure number).
+pub fn split_phone(phone: &str) -> Option<(String, String)> {
+    let digits = |s: &str| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit());
+    match phone.strip_prefix('+') {
+        Some(rest) => {
+            let (cc, pure) = rest.split_once(' ')?;
+            (digits(cc) && cc.len() <= 4 && digits(pure)).then(|| (cc.to_owned(), pure.to_owned()))
+        }
+        None => digits(phone).then(|| ("86".to_owned(), phone.to_owned())),
+    }
+}
+
+#[derive(Deserialize)]
+struct PhoneCodeRequest {
+    #[serde(default)]
+    code: String,
+}
+
+/// `wxa/business/getuserphonenumber`: a phone code → the number. As WeChat documents it, a
+/// code is single use and lives five minutes; every invalid code (unknown, expired, already
+/// used, minted for another app) answers 40029 "invalid code" (WeChat documents no 40163 for
+/// this API).
+async fn get_user_phone_number(
+    State(state): S,
+    Query(q): Q,
+    body: axum::body::Bytes,
+) -> Json<Value> {
+    if let Some(r) = fault(&state, "wxa/business/getuserphonenumber").await {
+        return r;
+    }
+    let app_id = match state.check_token(param(&q, "access_token")) {
+        Ok(a) => a,
+        Err((c, m)) => return err(c, m),
+    };
+    let Ok(req) = serde_json::from_slice::<PhoneCodeRequest>(&body) else {
+        return err(47001, "data format error");
+    };
+    let phone = {
+        let mut w = state.world();
+        match w.phone_codes.get_mut(&req.code) {
+            Some(c) if c.app_id == app_id && !c.used && c.issued.elapsed() < CODE_LIFETIME => {
+                c.used = true;
+                c.phone.clone()
+            }
+            _ => return err(40029, "invalid code"),
+        }
+    };
+    let Some((country_code, pure)) = split_phone(&phone) else {
+        return err(-1, "system error");
+    };
+    let phone_number = if country_code == "86" {
+        pure.clone()
+    } else {
+        format!("+{country_code} {pure}")
+    };
+    Json(json!({
+        "errcode": 0,
+        "errmsg": "ok",
+        "phone_info": {
+            "phoneNumber": phone_number,
+            "purePhoneNumber": pure,
+            "countryCode": country_code,
+            "watermark": {
+                "timestamp": chrono::Utc::now().timestamp(),
+                "appid": app_id,
+            },
+        },
+    }))
 }

@@ -21,6 +21,7 @@ pub fn routes() -> Router<Arc<SimState>> {
     Router::new()
         .route("/sim", get(help))
         .route("/sim/code", post(code))
+        .route("/sim/phone", post(phone))
         .route("/sim/people/{person}", get(person))
         .route("/sim/faults", post(add_fault))
         .route("/sim/release", post(release))
@@ -49,6 +50,7 @@ async fn help(State(state): S) -> Json<Value> {
         "apps": apps,
         "control": [
             "POST /sim/code {app_id, person} -> {code, openid, unionid}",
+            "POST /sim/phone {app_id, person, phone?} -> {code, phone_number}",
             "GET  /sim/people/{person}",
             "POST /sim/faults {api, errcode?, errmsg?, delay_ms?, hold?, times?}",
             "POST /sim/release -> {released}",
@@ -83,6 +85,41 @@ async fn code(State(state): S, Json(req): Json<CodeRequest>) -> Reply {
         "openid": state.open_id(&req.app_id, &req.person),
         "unionid": state.union_id(&req.app_id, &req.person),
     })))
+}
+
+#[derive(Deserialize)]
+struct PhoneRequest {
+    app_id: String,
+    person: String,
+    #[serde(default)]
+    phone: Option<String>,
+}
+
+/// Mints a phone code, as `<button open-type="getPhoneNumber">` hands one to a mini program
+/// when the person agrees to share their number. Without `phone`, the person's stable default
+/// number (`138` + eight digits derived from the name). `phone` is mainland digits
+/// (`13800138000`) or `+<country code> <digits>`.
+async fn phone(State(state): S, Json(req): Json<PhoneRequest>) -> Reply {
+    if !state.apps.contains_key(&req.app_id) {
+        return Err(bad(StatusCode::NOT_FOUND, format!("no app {}", req.app_id)));
+    }
+    if req.person.is_empty() || req.person.len() > 64 {
+        return Err(bad(
+            StatusCode::BAD_REQUEST,
+            "person must be 1 to 64 characters",
+        ));
+    }
+    if let Some(p) = &req.phone
+        && super::api::split_phone(p).is_none()
+    {
+        return Err(bad(
+            StatusCode::BAD_REQUEST,
+            "phone must be digits, or +<country code> <digits>",
+        ));
+    }
+    let (code, phone_number) =
+        state.mint_phone_code(&req.app_id, &req.person, req.phone.as_deref());
+    Ok(Json(json!({ "code": code, "phone_number": phone_number })))
 }
 
 async fn person(State(state): S, Path(person): Path<String>) -> Json<Value> {

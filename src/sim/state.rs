@@ -58,6 +58,16 @@ pub struct Code {
     pub issued: Instant,
 }
 
+/// An issued phone code (`<button open-type="getPhoneNumber">`): single use, five minutes,
+/// for the app that minted it.
+#[derive(Debug)]
+pub struct PhoneCode {
+    pub app_id: String,
+    pub phone: String,
+    pub used: bool,
+    pub issued: Instant,
+}
+
 /// An issued access token.
 #[derive(Debug, Clone)]
 pub struct Token {
@@ -99,6 +109,7 @@ pub struct Follow {
 #[derive(Default)]
 pub struct World {
     pub codes: HashMap<String, Code>,
+    pub phone_codes: HashMap<String, PhoneCode>,
     pub tokens: HashMap<String, Token>,
     /// The current stable token per app and when it was last force-refreshed.
     pub stable: HashMap<String, (String, Option<Instant>)>,
@@ -223,6 +234,33 @@ impl SimState {
         code
     }
 
+    /// Mints a single-use phone code for `person` in `app_id`, answering `phone` (mainland
+    /// digits, or `+<country> <digits>`) or the person's stable default number. Returns the
+    /// code and the number it reveals.
+    pub fn mint_phone_code(
+        &self,
+        app_id: &str,
+        person: &str,
+        phone: Option<&str>,
+    ) -> (String, String) {
+        let code: String = rand::rng()
+            .sample_iter(rand::distr::Alphanumeric)
+            .take(32)
+            .map(char::from)
+            .collect();
+        let phone = phone.map_or_else(|| default_phone(person), str::to_owned);
+        self.world().phone_codes.insert(
+            code.clone(),
+            PhoneCode {
+                app_id: app_id.to_owned(),
+                phone: phone.clone(),
+                used: false,
+                issued: Instant::now(),
+            },
+        );
+        (code, phone)
+    }
+
     /// Issues a fresh token string for an app.
     pub fn issue_token(w: &mut World, app_id: &str, stable: bool) -> String {
         let token: String = rand::rng()
@@ -262,6 +300,17 @@ impl SimState {
         w.stable.remove(app_id);
         before - w.tokens.len()
     }
+}
+
+/// A person's default phone number: `138` and eight digits derived from the name, so the
+/// same person always has the same number.
+pub fn default_phone(person: &str) -> String {
+    let digest = Sha256::digest(format!("phone|{person}").as_bytes());
+    let mut n = 0u64;
+    for b in &digest[..8] {
+        n = (n << 8) | u64::from(*b);
+    }
+    format!("138{:08}", n % 100_000_000)
 }
 
 /// `o` + 27 URL-safe characters, the shape of WeChat's openids and unionids.

@@ -348,8 +348,8 @@ async fn insert_user(
     Ok(row)
 }
 
-/// Merges the whole user `from` (no unionid of its own) into `to`: its identities, sessions
-/// and events move across and it keeps `merged_into`.
+/// Merges the whole user `from` (no unionid of its own) into `to`: its identities, sessions,
+/// events and phone number (unless `to` has one) move across and it keeps `merged_into`.
 async fn merge_user(
     db: &impl ConnectionTrait,
     from: &str,
@@ -369,6 +369,7 @@ async fn merge_user(
         .exec(db)
         .await?;
     events::move_all(db, from, to).await?;
+    super::phones::move_on_merge(db, from, to).await?;
     users::Entity::update_many()
         .col_expr(users::Column::MergedInto, Expr::value(to))
         .col_expr(users::Column::UpdatedAt, Expr::value(now))

@@ -4,6 +4,7 @@
 pub mod events;
 pub mod jobs;
 pub mod links;
+pub mod phones;
 pub mod sessions;
 pub mod users;
 

@@ -117,6 +117,28 @@ pub struct UserInfo {
     pub unionid: Option<String>,
 }
 
+/// What `wxa/business/getuserphonenumber` returns.
+#[derive(Deserialize)]
+pub struct PhoneAnswer {
+    pub phone_info: PhoneInfo,
+}
+
+/// The number inside a [`PhoneAnswer`]. Its `Debug` shows no digits: a phone number is
+/// personal data and never goes to the logs.
+#[derive(Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneInfo {
+    pub phone_number: String,
+    pub pure_phone_number: String,
+    pub country_code: String,
+}
+
+impl std::fmt::Debug for PhoneInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PhoneInfo(..)")
+    }
+}
+
 /// A token as WeChat issues it.
 #[derive(Debug, Deserialize)]
 pub struct IssuedToken {
@@ -322,6 +344,25 @@ impl WechatClient {
     }
 }
 
+impl WechatClient {
+    /// `wxa/business/getuserphonenumber`: a mini program's phone code → the number. The code
+    /// is single use: an invalid, expired or used one is 40029 (INVALID_CODE).
+    pub async fn user_phone_number(
+        &self,
+        access_token: &str,
+        code: &str,
+    ) -> Result<PhoneInfo, CallError> {
+        let body = serde_json::json!({ "code": code });
+        self.call::<PhoneAnswer>(
+            "wxa/business/getuserphonenumber",
+            &[("access_token", access_token)],
+            Body::Json(&body),
+        )
+        .await
+        .map(|a| a.phone_info)
+    }
+}
+
 #[derive(Deserialize)]
 struct BatchInfo {
     user_info_list: Vec<UserInfo>,
@@ -437,6 +478,16 @@ mod tests {
         let ok: UserInfo =
             parse_envelope(br#"{"subscribe":1,"openid":"o1","unionid":"u1"}"#).unwrap();
         assert_eq!(ok.unionid.as_deref(), Some("u1"));
+    }
+
+    #[test]
+    fn phone_info_is_read_and_not_printed_by_debug() {
+        let a: PhoneAnswer = parse_envelope(
+            br#"{"errcode":0,"errmsg":"ok","phone_info":{"phoneNumber":"13800138000","purePhoneNumber":"13800138000","countryCode":"86","watermark":{"timestamp":1,"appid":"wx1"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(a.phone_info.country_code, "86");
+        assert!(!format!("{:?}", a.phone_info).contains("138"));
     }
 
     #[test]

@@ -7,5 +7,5 @@ pub mod envelope;
 pub mod message;
 pub mod token;
 
-pub use client::{CallError, CodeSession, OAuthSession, UserInfo, WechatClient};
+pub use client::{CallError, CodeSession, OAuthSession, PhoneInfo, UserInfo, WechatClient};
 pub use token::AccessTokens;

@@ -18,6 +18,7 @@ mod login;
 mod lookups;
 mod operator_metrics;
 mod ops;
+mod phone;
 mod resolve;
 mod sandbox;
 mod server_limits;
