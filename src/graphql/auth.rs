@@ -72,16 +72,6 @@ impl Caller {
         }
     }
 
-    /// Acting as an end user (`bindPhoneNumber`): the calling session; FORBIDDEN for an API
-    /// key (a backend is no person and has no phone), UNAUTHENTICATED without a valid token.
-    pub fn require_end_user(&self) -> Result<&Session> {
-        match self {
-            Caller::EndUser(session) => Ok(session),
-            Caller::Service { .. } => Err(Error::Forbidden),
-            Caller::Anonymous | Caller::Unknown => Err(Error::Unauthenticated),
-        }
-    }
-
     /// The end user behind the call, if it is one.
     pub fn end_user(&self) -> Option<&User> {
         match self {
@@ -143,15 +133,17 @@ mod tests {
     }
 
     #[test]
-    fn only_an_end_user_binds_a_phone() {
-        assert!(session("u-me").require_end_user().is_ok());
-        assert!(matches!(
-            Caller::Service { name: "crm".into() }.require_end_user(),
-            Err(Error::Forbidden)
-        ));
-        for nobody in [Caller::Anonymous, Caller::Unknown] {
+    fn session_operations_need_a_session_token_and_an_api_key_is_none() {
+        // CONTRACT 3.2: `logout` and `bindPhoneNumber` need a session token, UNAUTHENTICATED
+        // without one; an API key is not one.
+        assert!(session("u-me").require_session().is_ok());
+        for other in [
+            Caller::Service { name: "crm".into() },
+            Caller::Anonymous,
+            Caller::Unknown,
+        ] {
             assert!(matches!(
-                nobody.require_end_user(),
+                other.require_session(),
                 Err(Error::Unauthenticated)
             ));
         }

@@ -71,7 +71,7 @@ impl Mutation {
         ctx: &Context<'_>,
         code: String,
     ) -> async_graphql::Result<UserGql> {
-        let session = caller(ctx).require_end_user()?;
+        let session = caller(ctx).require_session()?;
         let code = LoginCode::parse(&code)?;
         let user = service(ctx)?.bind_phone_number(session, &code).await?;
         Ok(UserGql::from(user))

@@ -142,7 +142,8 @@ async fn binding_needs_a_mini_program_session() {
         "{anonymous}"
     );
     let service = app.bind(&code, Some(API_KEY)).await;
-    assert_eq!(error_code(&service), Some("FORBIDDEN"), "{service}");
+    // An API key is no session token (CONTRACT 3.2), as for `logout`.
+    assert_eq!(error_code(&service), Some("UNAUTHENTICATED"), "{service}");
 
     let web = token(&app.login(WEB, "carol").await);
     let (web_code, _) = app.mint_phone(WEB, "carol", None).await;
