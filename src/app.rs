@@ -122,6 +122,7 @@ impl Application {
         workers.spawn(worker::prune_forever(self.queue.clone()));
         workers.spawn(worker::report_queue_forever(self.queue.clone()));
         workers.spawn(audit::prune_forever(self.state.service.clone()));
+        workers.spawn(audit::report_identities_forever(self.state.service.clone()));
         let limits = Limits::from_config(&config);
         let app = crate::http::router(self.state);
         server::serve(self.listener, app, limits, shutdown).await;

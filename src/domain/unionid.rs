@@ -27,7 +27,7 @@ impl UnionLookup {
 }
 
 /// An identity's unionid, as clients see it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum UnionIdStatus {
     /// The unionid is set.
     Known,

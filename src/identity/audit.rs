@@ -1,9 +1,11 @@
 //! The audit trail as the use cases see it: a user's events, page by page, and the prune of
 //! what is past the retention period (and of expired sessions) that every instance runs.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::domain::event::page_size;
+use crate::domain::unionid::{UnionIdStatus, union_id_status};
 use crate::domain::{EventPage, Result, UserId};
 use crate::store;
 
@@ -78,5 +80,46 @@ pub async fn prune_forever(service: Service) {
             Err(e) => tracing::warn!(error = %e, "could not prune sessions and events"),
         }
         tokio::time::sleep(PRUNE_EVERY).await;
+    }
+}
+
+/// How often each instance recounts identities by unionid status for `/metrics`.
+pub const IDENTITY_COUNT_EVERY: Duration = Duration::from_secs(60);
+
+impl Service {
+    /// Identities per configured app and unionid status (every status of every app, zero
+    /// included, so a gauge that drops to zero is seen to).
+    pub async fn identities_by_union_status(&self) -> Result<Vec<(String, UnionIdStatus, i64)>> {
+        let mut counts: BTreeMap<(String, UnionIdStatus), i64> = BTreeMap::new();
+        for app in &self.config().apps {
+            for status in UnionIdStatus::ALL {
+                counts.insert((app.app_id.clone(), status), 0);
+            }
+        }
+        for (app_id, known, lookup, n) in store::users::count_by_union_state(&self.db).await? {
+            let has_platform = self
+                .config()
+                .app(&app_id)
+                .is_some_and(|a| a.open_platform.is_some());
+            let status = union_id_status(known, has_platform, lookup);
+            *counts.entry((app_id, status)).or_insert(0) += n;
+        }
+        Ok(counts.into_iter().map(|((a, s), n)| (a, s, n)).collect())
+    }
+}
+
+/// Publishes `wxunion_identities{app_id, unionid_status}` every [`IDENTITY_COUNT_EVERY`].
+pub async fn report_identities_forever(service: Service) {
+    loop {
+        match service.identities_by_union_status().await {
+            Ok(counts) => {
+                for (app_id, status, n) in counts {
+                    metrics::gauge!("wxunion_identities", "app_id" => app_id, "unionid_status" => status.as_str())
+                        .set(n as f64);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not count identities"),
+        }
+        tokio::time::sleep(IDENTITY_COUNT_EVERY).await;
     }
 }

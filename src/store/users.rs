@@ -199,3 +199,32 @@ pub async fn union_id_coverage(
     }
     Ok(out)
 }
+
+/// Identities counted by app, by whether the unionid is known, and by the stored lookup state
+/// (`None` when none was recorded): one grouped scan, for the `wxunion_identities` gauge.
+pub async fn count_by_union_state(
+    db: &impl ConnectionTrait,
+) -> Result<Vec<(String, bool, Option<UnionLookup>, i64)>, DbErr> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            backend,
+            "SELECT app_id, CASE WHEN union_id IS NULL THEN 0 ELSE 1 END AS known, \
+             union_id_lookup, COUNT(*) AS n FROM identities GROUP BY 1, 2, 3",
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            let app_id: String = r.try_get_by_index(0)?;
+            let known: i32 = r.try_get_by_index(1)?;
+            let lookup: Option<String> = r.try_get_by_index(2)?;
+            let n: i64 = r.try_get_by_index(3)?;
+            let lookup = lookup
+                .map(|l| {
+                    UnionLookup::parse(&l).ok_or_else(|| corrupt("identities.union_id_lookup", &l))
+                })
+                .transpose()?;
+            Ok((app_id, known == 1, lookup, n))
+        })
+        .collect()
+}

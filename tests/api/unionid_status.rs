@@ -233,3 +233,59 @@ async fn an_app_returning_no_unionid_for_twenty_logins_is_reported() {
     let mp1 = format!("wxunion_app_unbound_suspected{{app_id=\"{MP1}\"}} 1");
     assert!(!app.metrics().await.contains(&mp1));
 }
+
+/// `wxunion_identities{app_id, unionid_status}` counts what `Identity.unionIdStatus` says, per
+/// app, zero included.
+async fn identities_are_counted_by_app_and_status(db: Db) {
+    let app = spawn_with(Options {
+        db,
+        ..Options::default()
+    })
+    .await;
+    app.login(MP1, "alice").await;
+    app.login(MP1, "bob").await;
+    let report = app
+        .sim_post(
+            "/sim/follow",
+            json!({ "app_id": OA_UNBOUND, "person": "carl" }),
+        )
+        .await;
+    let open_id = report["openid"].as_str().unwrap().to_owned();
+    eventually(10, || async {
+        let i = app.identity_as_service(OA_UNBOUND, &open_id).await;
+        (i["unionIdStatus"] == "NOT_ELIGIBLE").then_some(())
+    })
+    .await;
+    let service = wxunion::identity::Service::connect(
+        app.config.clone(),
+        std::sync::Arc::new(wxunion::clock::SystemClock),
+    )
+    .await
+    .unwrap();
+    let counts = service.identities_by_union_status().await.unwrap();
+    let count = |app_id: &str, status: &str| {
+        counts
+            .iter()
+            .find(|(a, s, _)| a == app_id && s.as_str() == status)
+            .map(|(_, _, n)| *n)
+    };
+    assert_eq!(count(MP1, "known"), Some(2));
+    assert_eq!(count(MP1, "pending"), Some(0));
+    assert_eq!(count(OA_UNBOUND, "not_eligible"), Some(1));
+    assert_eq!(count(OA_UNBOUND, "known"), Some(0));
+    assert_eq!(
+        count(MP2, "known"),
+        Some(0),
+        "every configured app is reported"
+    );
+}
+
+#[tokio::test]
+async fn identities_are_counted_by_app_and_status_on_postgres() {
+    identities_are_counted_by_app_and_status(Db::Postgres).await;
+}
+
+#[tokio::test]
+async fn identities_are_counted_by_app_and_status_on_sqlite() {
+    identities_are_counted_by_app_and_status(Db::Sqlite).await;
+}
