@@ -127,42 +127,13 @@ fn request_finished(res: &Response, latency: Duration, _span: &Span) {
 
 #[cfg(test)]
 mod tests {
-    use std::io;
-    use std::sync::{Arc, Mutex};
 
+    use crate::http::captured_log::Captured;
     use axum::body::Body;
     use axum::routing::get;
     use tower::ServiceExt as _;
-    use tracing_subscriber::fmt::MakeWriter;
 
     use super::*;
-
-    /// Log output collected in memory.
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl Captured {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-        }
-    }
-
-    impl io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Captured {
-        type Writer = Captured;
-        fn make_writer(&'a self) -> Self::Writer {
-            self.clone()
-        }
-    }
 
     fn app() -> Router {
         layer(Router::new().route(
