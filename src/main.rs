@@ -138,25 +138,90 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     }
 }
 
-/// Runs the follower backfill of one official account, with a progress bar on a terminal.
+/// Runs the follower backfill of one official account in the foreground: the same sync as
+/// `syncFollowers` (resuming one a stopped run left), a progress bar on a terminal and plain
+/// lines otherwise, a summary at the end; exit status 1 unless it ends DONE.
 async fn sync_followers(config: Config, app_id: &str) -> anyhow::Result<()> {
     use indicatif::{ProgressBar, ProgressStyle};
-    use wxunion::identity::sync::{Progress, sync};
+    use std::io::IsTerminal;
+    use wxunion::identity::sync::{self, Backoff, Progress};
     let service = Service::connect(config, Arc::new(SystemClock)).await?;
     let app_id = AppId::parse(app_id)?;
-    let bar = ProgressBar::new(0);
+    let started = sync::start(&service, &app_id).await?;
+    let resumed = started.followers_seen > 0;
+    println!(
+        "follower sync {} of {app_id}: {}",
+        started.id,
+        if resumed {
+            format!("resuming after {} followers", started.followers_seen)
+        } else {
+            "starting".to_owned()
+        }
+    );
+    let terminal = std::io::stderr().is_terminal();
+    let bar = if terminal {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
     bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} followers ({eta} left)")
+        ProgressStyle::with_template("{bar:40} {pos}/{len} followers ({per_sec}, {eta} left)")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let linked = sync(&service, &app_id, |p| match p {
-        Progress::Started { total } => bar.set_length(total),
-        Progress::Linked => bar.inc(1),
-        Progress::Finished { .. } => bar.finish(),
-    })
+    let mut total = 0u64;
+    let mut last_line = std::time::Instant::now();
+    let clock = std::time::Instant::now();
+    let ended = sync::run(
+        &service,
+        started.id,
+        &sync::owner(),
+        Backoff::default(),
+        |p| match p {
+            Progress::Started { total: t, seen } => {
+                total = t;
+                bar.set_length(t);
+                bar.set_position(seen);
+                if !terminal {
+                    println!("{t} followers, {seen} already done");
+                }
+            }
+            Progress::Batch { seen } => {
+                bar.set_position(seen);
+                if !terminal && (last_line.elapsed().as_secs() >= 2 || seen >= total) {
+                    last_line = std::time::Instant::now();
+                    println!("{seen}/{total} followers");
+                }
+            }
+            Progress::Retrying { error, wait } => {
+                bar.suspend(|| eprintln!("{error}; retrying in {wait:?}"));
+            }
+        },
+    )
     .await?;
-    println!("resolved {linked} followers of {app_id}");
-    Ok(())
+    bar.finish_and_clear();
+    let Some(s) = ended else {
+        anyhow::bail!(
+            "follower sync {} of {app_id} is being run by another process (lease held); try again later",
+            started.id
+        );
+    };
+    println!(
+        "follower sync {} of {app_id}: {}: {} followers seen, {} linked with a unionid, {} without one, {} failed, in {:.1}s",
+        s.id,
+        s.status.as_str(),
+        s.followers_seen,
+        s.linked,
+        s.without_union_id,
+        s.failed,
+        clock.elapsed().as_secs_f64()
+    );
+    match s.status {
+        wxunion::domain::follower_sync::SyncStatus::Done => Ok(()),
+        _ => anyhow::bail!(
+            "the sync stopped: {} (run the command again to resume it)",
+            s.last_error.unwrap_or_default()
+        ),
+    }
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -4,6 +4,7 @@
 //! column can change without changing what clients see.
 
 pub mod events;
+pub mod follower_syncs;
 pub mod identities;
 pub mod jobs;
 pub mod phone_numbers;

@@ -11,6 +11,7 @@ mod m20261125_000003_jobs_pending_index;
 mod m20261127_000001_events;
 mod m20261127_000002_unionid_lookup_and_session_owner;
 mod m20261127_000003_phone_numbers;
+mod m20261127_000004_follower_syncs;
 
 /// `CREATE [UNIQUE] INDEX IF NOT EXISTS name ON table (columns)`: every index wxunion has.
 pub(crate) fn index<T, C>(name: &str, table: T, columns: &[C], unique: bool) -> IndexCreateStatement
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_events::Migration),
             Box::new(m20261127_000002_unionid_lookup_and_session_owner::Migration),
             Box::new(m20261127_000003_phone_numbers::Migration),
+            Box::new(m20261127_000004_follower_syncs::Migration),
         ]
     }
 }

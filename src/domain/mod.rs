@@ -4,6 +4,7 @@
 pub mod app;
 pub mod error;
 pub mod event;
+pub mod follower_sync;
 pub mod ids;
 pub mod job;
 pub mod link;

@@ -4,7 +4,7 @@ use async_graphql::{Context, Object};
 
 use super::auth::caller;
 use super::errors::service;
-use super::types::{IdentityGql, LoginPayload, ResolvePayload, UserGql};
+use super::types::{FollowerSyncGql, IdentityGql, LoginPayload, ResolvePayload, UserGql};
 use crate::domain::{AppId, LoginCode, OpenId, UserId};
 
 /// The root mutation type.
@@ -88,5 +88,19 @@ impl Mutation {
         let user_id = UserId::parse(user_id.as_str())?;
         let ended = service(ctx)?.revoke_sessions(&user_id).await?;
         Ok(i32::try_from(ended).unwrap_or(i32::MAX))
+    }
+
+    /// Service callers only: starts a follower backfill of an official account in the
+    /// background (`user/get` + `user/info/batchget`, every follower linked). An app whose
+    /// sync is running gets that sync; a failed one is resumed from its checkpoint.
+    async fn sync_followers(
+        &self,
+        ctx: &Context<'_>,
+        app_id: String,
+    ) -> async_graphql::Result<FollowerSyncGql> {
+        caller(ctx).require_service()?;
+        let app_id = AppId::parse(&app_id)?;
+        let sync = crate::identity::sync::start_in_background(service(ctx)?, &app_id).await?;
+        Ok(sync.into())
     }
 }

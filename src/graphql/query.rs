@@ -4,7 +4,7 @@ use async_graphql::{Context, Object};
 
 use super::auth::{Caller, caller};
 use super::errors::service;
-use super::types::{IdentityGql, UserGql};
+use super::types::{FollowerSyncGql, IdentityGql, UserGql};
 use crate::domain::Error;
 use crate::domain::{AppId, OpenId, UnionId, UserId};
 
@@ -54,6 +54,21 @@ impl Query {
             .identity(&app_id, &open_id)
             .await?
             .map(IdentityGql::from))
+    }
+
+    /// Service callers only: a follower backfill by id; null when there is none.
+    async fn follower_sync(
+        &self,
+        ctx: &Context<'_>,
+        id: async_graphql::ID,
+    ) -> async_graphql::Result<Option<FollowerSyncGql>> {
+        caller(ctx).require_service()?;
+        let Ok(id) = id.parse::<i64>() else {
+            return Err(Error::BadRequest("not a follower sync id".into()).into());
+        };
+        Ok(crate::identity::sync::get(service(ctx)?, id)
+            .await?
+            .map(FollowerSyncGql::from))
     }
 
     /// End users: the user behind the session token (null for an API key, which is no one).

@@ -232,3 +232,54 @@ pub struct ResolvePayload {
     pub user: UserGql,
     pub identity: IdentityGql,
 }
+
+/// Where a follower backfill stands.
+#[derive(Enum, Copy, Clone, Eq, PartialEq, Debug)]
+#[graphql(name = "FollowerSyncStatus")]
+pub enum FollowerSyncStatusGql {
+    /// Walking the follower list (or waiting to be resumed by a runner).
+    Running,
+    Done,
+    /// Stopped after repeated WeChat or database failures; syncFollowers resumes it.
+    Failed,
+}
+
+/// A follower backfill of an official account (`syncFollowers`).
+#[derive(SimpleObject, Clone, Debug)]
+#[graphql(name = "FollowerSync")]
+pub struct FollowerSyncGql {
+    pub id: ID,
+    pub app_id: String,
+    pub status: FollowerSyncStatusGql,
+    /// Followers handled so far (linked, without a unionid, or failed).
+    pub followers_seen: i64,
+    /// Linked to the user of their unionid.
+    pub linked: i64,
+    /// Linked, WeChat gave no unionid.
+    pub without_union_id: i64,
+    /// Not linked (WeChat answered something unusable for them).
+    pub failed: i64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<crate::domain::follower_sync::FollowerSync> for FollowerSyncGql {
+    fn from(s: crate::domain::follower_sync::FollowerSync) -> Self {
+        use crate::domain::follower_sync::SyncStatus;
+        FollowerSyncGql {
+            id: ID(s.id.to_string()),
+            app_id: s.app_id,
+            status: match s.status {
+                SyncStatus::Running => FollowerSyncStatusGql::Running,
+                SyncStatus::Done => FollowerSyncStatusGql::Done,
+                SyncStatus::Failed => FollowerSyncStatusGql::Failed,
+            },
+            followers_seen: s.followers_seen,
+            linked: s.linked,
+            without_union_id: s.without_union_id,
+            failed: s.failed,
+            started_at: s.started_at,
+            finished_at: s.finished_at,
+        }
+    }
+}

@@ -28,6 +28,7 @@ pub fn routes() -> Router<Arc<SimState>> {
         .route("/sim/tokens/invalidate", post(invalidate))
         .route("/sim/counts", get(counts))
         .route("/sim/reset", post(reset))
+        .route("/sim/followers", post(followers))
         .route("/sim/follow", post(push::follow))
         .route("/sim/unfollow", post(push::unfollow))
         .route("/sim/scan", post(push::scan))
@@ -52,6 +53,7 @@ async fn help(State(state): S) -> Json<Value> {
             "POST /sim/code {app_id, person} -> {code, openid, unionid}",
             "POST /sim/phone {app_id, person, phone?} -> {code, phone_number}",
             "GET  /sim/people/{person}",
+            "POST /sim/followers {app_id, count} -> {followers}: people follower-1..count follow the account (no events)",
             "POST /sim/faults {api, errcode?, errmsg?, delay_ms?, hold?, times?}",
             "POST /sim/release -> {released}",
             "POST /sim/tokens/invalidate {app_id}",
@@ -164,6 +166,45 @@ async fn add_fault(State(state): S, Json(req): Json<FaultRequest>) -> Json<Value
 /// Lets the calls held by `hold` faults answer.
 async fn release(State(state): S) -> Json<Value> {
     Json(json!({ "released": state.release() }))
+}
+
+#[derive(Deserialize)]
+struct FollowersRequest {
+    app_id: String,
+    count: u32,
+}
+
+/// Makes the people `follower-1` to `follower-{count}` follow an official account at once,
+/// without posting events (the followers an account had before wxunion): what a follower
+/// sync is tested and measured against. Answers how many follow the account now.
+async fn followers(State(state): S, Json(req): Json<FollowersRequest>) -> Reply {
+    if state
+        .apps
+        .get(&req.app_id)
+        .is_none_or(|a| a.kind != crate::domain::AppKind::OfficialAccount)
+    {
+        return Err(bad(StatusCode::NOT_FOUND, "no such official account"));
+    }
+    let since = chrono::Utc::now().timestamp();
+    for i in 1..=req.count {
+        let person = format!("follower-{i}");
+        state.open_id(&req.app_id, &person);
+        state.world().follows.insert(
+            (req.app_id.clone(), person),
+            super::state::Follow {
+                subscribed: true,
+                since,
+                scene: None,
+            },
+        );
+    }
+    let w = state.world();
+    let n = w
+        .follows
+        .iter()
+        .filter(|((a, _), f)| *a == req.app_id && f.subscribed)
+        .count();
+    Ok(Json(json!({ "followers": n })))
 }
 
 #[derive(Deserialize)]

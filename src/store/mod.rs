@@ -2,6 +2,7 @@
 //! domain types, never entity models, to the layers above.
 
 pub mod events;
+pub mod follower_syncs;
 pub mod jobs;
 pub mod links;
 pub mod phones;

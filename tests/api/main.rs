@@ -10,6 +10,7 @@ mod callback;
 mod callback_faults;
 mod cli;
 mod events;
+mod follower_sync;
 mod graphiql;
 mod graphql_http;
 mod harness;

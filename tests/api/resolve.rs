@@ -93,10 +93,21 @@ async fn sync_followers_backfills_every_follower() {
     .await
     .unwrap();
     let app_id = wxunion::domain::AppId::parse(OA).unwrap();
-    let linked = wxunion::identity::sync::sync(&service, &app_id, |_| {})
+    let sync = wxunion::identity::sync::start(&service, &app_id)
         .await
         .unwrap();
-    assert_eq!(linked, 3);
+    let done = wxunion::identity::sync::run(
+        &service,
+        sync.id,
+        "test",
+        wxunion::identity::sync::Backoff::default(),
+        |_| {},
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(done.followers_seen, 3);
+    assert_eq!(done.linked, 3);
     assert_eq!(app.count("SELECT COUNT(*) FROM identities").await, 4);
     assert_eq!(
         app.count("SELECT COUNT(*) FROM users WHERE merged_into IS NULL")
