@@ -145,7 +145,14 @@ async fn sync_followers(config: Config, app_id: &str) -> anyhow::Result<()> {
     use indicatif::{ProgressBar, ProgressStyle};
     use std::io::IsTerminal;
     use wxunion::identity::sync::{self, Backoff, Progress};
-    let service = Service::connect(config, Arc::new(SystemClock)).await?;
+    // Sandbox mode has no WeChat: the simulator of the running sandbox (`cargo run`) answers.
+    let wechat_api_base = if config.sandbox {
+        format!("http://{}", config.sim_listen)
+    } else {
+        config.wechat_api_base.clone()
+    };
+    let (db, cache) = wxunion::identity::connect_storage(&config).await?;
+    let service = Service::new(config, db, cache, Arc::new(SystemClock), &wechat_api_base)?;
     let app_id = AppId::parse(app_id)?;
     let started = sync::start(&service, &app_id).await?;
     let resumed = started.followers_seen > 0;

@@ -274,3 +274,46 @@ async fn follower_sync_rate_for_100k_followers() {
         }
     );
 }
+
+/// `cargo run` in one terminal, `wxunion sync-followers` in another: with no configuration
+/// file the CLI is in sandbox mode too and walks the followers of the running sandbox's
+/// simulator into the same SQLite file.
+#[tokio::test]
+async fn the_cli_backfills_a_sandbox_from_its_simulator() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = sandbox_config(tmp.path());
+    let database_url = config.database_url.clone();
+    let app = wxunion::app::Application::build(config).await.unwrap();
+    let sim = app.simulator().unwrap().clone();
+    let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let http = reqwest::Client::new();
+    post_json(
+        &http,
+        &format!("{}/sim/followers", sim.base_url()),
+        &json!({ "app_id": wxunion::sandbox::DEMO_OFFICIAL_ACCOUNT, "count": 120 }),
+    )
+    .await;
+    let out = tokio::task::spawn_blocking(move || {
+        wxunion()
+            .args([
+                "sync-followers",
+                "--app",
+                wxunion::sandbox::DEMO_OFFICIAL_ACCOUNT,
+            ])
+            .env("WXUNION_DATABASE_URL", &database_url)
+            .env("WXUNION_SIM_LISTEN", sim.addr.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    server.abort();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("120"), "{stdout}");
+}
