@@ -70,17 +70,27 @@ struct CodeRequest {
     person: String,
 }
 
-/// Mints a login code, as `wx.login` (or an OAuth redirect) would hand one to the front end.
-async fn code(State(state): S, Json(req): Json<CodeRequest>) -> Reply {
-    if !state.apps.contains_key(&req.app_id) {
-        return Err(bad(StatusCode::NOT_FOUND, format!("no app {}", req.app_id)));
+/// A control call names an app the simulator has and a person of 1 to 64 characters.
+fn known_app_and_person(
+    state: &SimState,
+    app_id: &str,
+    person: &str,
+) -> Result<(), (StatusCode, Json<Value>)> {
+    if !state.apps.contains_key(app_id) {
+        return Err(bad(StatusCode::NOT_FOUND, format!("no app {app_id}")));
     }
-    if req.person.is_empty() || req.person.len() > 64 {
+    if person.is_empty() || person.len() > 64 {
         return Err(bad(
             StatusCode::BAD_REQUEST,
             "person must be 1 to 64 characters",
         ));
     }
+    Ok(())
+}
+
+/// Mints a login code, as `wx.login` (or an OAuth redirect) would hand one to the front end.
+async fn code(State(state): S, Json(req): Json<CodeRequest>) -> Reply {
+    known_app_and_person(&state, &req.app_id, &req.person)?;
     let code = state.mint_code(&req.app_id, &req.person);
     Ok(Json(json!({
         "code": code,
@@ -102,15 +112,7 @@ struct PhoneRequest {
 /// number (`138` + eight digits derived from the name). `phone` is mainland digits
 /// (`13800138000`) or `+<country code> <digits>`.
 async fn phone(State(state): S, Json(req): Json<PhoneRequest>) -> Reply {
-    if !state.apps.contains_key(&req.app_id) {
-        return Err(bad(StatusCode::NOT_FOUND, format!("no app {}", req.app_id)));
-    }
-    if req.person.is_empty() || req.person.len() > 64 {
-        return Err(bad(
-            StatusCode::BAD_REQUEST,
-            "person must be 1 to 64 characters",
-        ));
-    }
+    known_app_and_person(&state, &req.app_id, &req.person)?;
     if let Some(p) = &req.phone
         && super::api::split_phone(p).is_none()
     {

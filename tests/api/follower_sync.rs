@@ -241,12 +241,7 @@ async fn follower_sync_rate_for_100k_followers() {
     let app = spawn_app().await;
     app.sim_post("/sim/followers", json!({ "app_id": OA, "count": N }))
         .await;
-    let service = wxunion::identity::Service::connect(
-        app.config.clone(),
-        std::sync::Arc::new(wxunion::clock::SystemClock),
-    )
-    .await
-    .unwrap();
+    let service = app.service().await;
     let app_id = wxunion::domain::AppId::parse(OA).unwrap();
     let sync = wxunion::identity::sync::start(&service, &app_id)
         .await

@@ -421,6 +421,17 @@ impl TestApp {
             .unwrap();
     }
 
+    /// The use cases over this app's database and Redis prefix, as a second instance (or the
+    /// CLI) would have them.
+    pub async fn service(&self) -> wxunion::identity::Service {
+        wxunion::identity::Service::connect(
+            self.config.clone(),
+            Arc::new(wxunion::clock::SystemClock),
+        )
+        .await
+        .unwrap()
+    }
+
     /// A second connection to this app's database, for assertions on what was stored.
     pub async fn db(&self) -> sea_orm::DatabaseConnection {
         wxunion::store::connect(&self.database_url, 2)

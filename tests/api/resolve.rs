@@ -86,12 +86,7 @@ async fn sync_followers_backfills_every_follower() {
         );
     }
     app.login(MP1, "p2").await;
-    let service = wxunion::identity::Service::connect(
-        app.config.clone(),
-        std::sync::Arc::new(wxunion::clock::SystemClock),
-    )
-    .await
-    .unwrap();
+    let service = app.service().await;
     let app_id = wxunion::domain::AppId::parse(OA).unwrap();
     let sync = wxunion::identity::sync::start(&service, &app_id)
         .await

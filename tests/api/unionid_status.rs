@@ -256,12 +256,7 @@ async fn identities_are_counted_by_app_and_status(db: Db) {
         (i["unionIdStatus"] == "NOT_ELIGIBLE").then_some(())
     })
     .await;
-    let service = wxunion::identity::Service::connect(
-        app.config.clone(),
-        std::sync::Arc::new(wxunion::clock::SystemClock),
-    )
-    .await
-    .unwrap();
+    let service = app.service().await;
     let counts = service.identities_by_union_status().await.unwrap();
     let count = |app_id: &str, status: &str| {
         counts
