@@ -144,7 +144,8 @@ pub async fn spawn_app() -> TestApp {
 /// when this guard goes out of scope, also when the test fails.
 pub struct TestDb {
     pub url: String,
-    name: String,
+    /// The database to drop; none for a guard of Redis keys only.
+    name: Option<String>,
     redis_prefix: Option<String>,
 }
 
@@ -162,7 +163,7 @@ pub async fn fresh_postgres() -> TestDb {
     admin.close().await.unwrap();
     TestDb {
         url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
-        name,
+        name: Some(name),
         redis_prefix: None,
     }
 }
@@ -228,7 +229,7 @@ impl TestDb {
     pub fn redis_only(prefix: &str) -> TestDb {
         TestDb {
             url: String::new(),
-            name: String::new(),
+            name: None,
             redis_prefix: Some(prefix.to_owned()),
         }
     }
@@ -242,8 +243,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let database = Some(self.name.clone()).filter(|n| !n.is_empty());
-        clean_up(database, self.redis_prefix.take());
+        clean_up(self.name.take(), self.redis_prefix.take());
     }
 }
 
