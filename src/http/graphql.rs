@@ -294,42 +294,44 @@ fn operation_label(name: Option<&str>) -> String {
     "other".to_owned()
 }
 
-/// The JSON body of a response: errors always carry a code; `data` only if execution began.
-fn body_of(resp: async_graphql::Response, executed: bool) -> Value {
-    let mut value = serde_json::to_value(&resp).unwrap_or_else(|_| json!({}));
-    if let Value::Object(map) = &mut value {
-        if !executed {
-            map.remove("data");
-        }
-        if let Some(Value::Array(errs)) = map.get_mut("errors") {
-            for err in errs {
-                let Value::Object(err) = err else { continue };
-                let message = err.get("message").cloned();
-                let ext = err
-                    .entry("extensions")
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if let Value::Object(ext) = ext {
-                    ext.entry("code").or_insert_with(|| {
-                        // Before execution, errors without a code come from async-graphql
-                        // itself: the document did not validate or a variable did not fit its
-                        // type. During execution every error is a domain error with its code
-                        // (`graphql::errors`); one without is a bug.
-                        if executed {
-                            tracing::error!(?message, "GraphQL error without a code");
-                            Value::String("INTERNAL".to_owned())
-                        } else {
-                            Value::String("BAD_REQUEST".to_owned())
-                        }
-                    });
-                }
+/// An answer with no `data` key: the request never reached execution.
+#[derive(serde::Serialize)]
+struct WithoutData {
+    errors: Vec<async_graphql::ServerError>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    extensions: std::collections::BTreeMap<String, async_graphql::Value>,
+}
+
+/// The body of a response, serialized once: errors always carry a code; `data` only if
+/// execution began.
+fn body_of(mut resp: async_graphql::Response, executed: bool) -> Vec<u8> {
+    for err in &mut resp.errors {
+        let ext = err.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            // Before execution, errors without a code come from async-graphql itself: the
+            // document did not validate or a variable did not fit its type. During execution
+            // every error is a domain error with its code (`graphql::errors`); one without is
+            // a bug.
+            if executed {
+                tracing::error!(message = %err.message, "GraphQL error without a code");
+                ext.set("code", "INTERNAL");
+            } else {
+                ext.set("code", "BAD_REQUEST");
             }
         }
     }
-    value
+    let bytes = if executed {
+        serde_json::to_vec(&resp)
+    } else {
+        serde_json::to_vec(&WithoutData {
+            errors: resp.errors,
+            extensions: resp.extensions,
+        })
+    };
+    bytes.unwrap_or_else(|_| b"{}".to_vec())
 }
 
-fn reply(status: StatusCode, media: MediaType, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+fn reply(status: StatusCode, media: MediaType, bytes: Vec<u8>) -> Response {
     let mut resp = (status, bytes).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -342,7 +344,8 @@ fn refuse(refusal: Refusal, media: MediaType) -> Response {
     let body = json!({
         "errors": [{ "message": refusal.message, "extensions": { "code": refusal.code } }]
     });
-    let mut resp = reply(refusal.status, media, &body);
+    let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = reply(refusal.status, media, bytes);
     if refusal.status == StatusCode::METHOD_NOT_ALLOWED {
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
@@ -471,7 +474,7 @@ async fn run(
                 MediaType::Json => StatusCode::OK,
             };
             record(&operation, "error", Some(started));
-            return reply(status, media, &body_of(resp, false));
+            return reply(status, media, body_of(resp, false));
         }
     };
 
@@ -502,7 +505,7 @@ async fn run(
     } else {
         StatusCode::BAD_REQUEST
     };
-    reply(status, media, &body_of(resp, executed))
+    reply(status, media, body_of(resp, executed))
 }
 
 /// Whether async-graphql got as far as executing: it then answers with data, or with a
