@@ -20,7 +20,7 @@ use crate::domain::{Error, Result};
 use crate::store::{
     self,
     links::{Linked, Sighting},
-    sessions::NewSession,
+    sessions::{NewSession, ReturningLogin},
 };
 use crate::wechat::{AccessTokens, WechatClient};
 
@@ -146,53 +146,35 @@ impl Service {
     #[tracing::instrument(skip_all, fields(app_id = %app_id))]
     pub async fn login_with_code(&self, app_id: &AppId, code: &LoginCode) -> Result<Login> {
         let app = self.app(app_id, &AppKind::ALL)?;
-        let (open_id, union_id) = match app.kind {
+        let (open_id, union_id, session_key) = match app.kind {
             AppKind::MiniProgram => {
                 let session = self.wechat.code_to_session(app, code).await?;
                 let open_id = parse_open_id(&session.openid, "jscode2session")?;
-                let ttl = Duration::from_secs(self.config.session_ttl_seconds);
-                self.cache
-                    .set(
-                        &format!("session_key:{}:{}", app.app_id, open_id),
-                        session.session_key.expose_secret(),
-                        ttl,
-                    )
-                    .await?;
                 let union_id = parse_union_id(session.unionid.as_deref(), "jscode2session")?;
-                (open_id, union_id)
+                (open_id, union_id, Some(session.session_key))
             }
             AppKind::OfficialAccount | AppKind::Website | AppKind::Mobile => {
                 let session = self.wechat.oauth_access_token(app, code).await?;
                 let open_id = parse_open_id(&session.openid, "oauth2/access_token")?;
                 let union_id = parse_union_id(session.unionid.as_deref(), "oauth2/access_token")?;
-                (open_id, union_id)
+                (open_id, union_id, None)
             }
         };
         self.unbound.login(app, union_id.is_some());
-        let mut linked = self.link(app, &open_id, union_id.as_ref(), None).await?;
-        // After the link, so that LOGIN is never older than the events the link recorded.
-        let now = self.clock.now();
-        let token = new_session_token();
-        let expires_at = now + chrono::Duration::seconds(self.config.session_ttl_seconds as i64);
-        let owner = store::sessions::open(
-            &self.db,
-            &NewSession {
-                token_hash: &sha256_hex(&token),
-                user_id: &linked.user.id,
-                identity_id: &linked.identity.id,
-                app_id,
-                open_id: open_id.as_str(),
-                now,
-                expires_at,
-            },
-        )
-        .await?;
-        if owner != linked.user.id {
-            // A merge moved the user between the link and the session: answer the survivor.
-            if let Some(user) = store::users::live(&self.db, &owner).await? {
-                linked.user = user;
+        // The session key goes to the cache while the database does its part.
+        let keep_key = async {
+            let Some(key) = &session_key else { return };
+            let ttl = Duration::from_secs(self.config.session_ttl_seconds);
+            let name = format!("session_key:{}:{}", app.app_id, open_id);
+            if let Err(e) = self.cache.set(&name, key.expose_secret(), ttl).await {
+                tracing::warn!(error = %e, "could not keep the session key; the login goes on");
             }
-        }
+        };
+        let (_, linked) = tokio::join!(
+            keep_key,
+            self.link_and_open(app, &open_id, union_id.as_ref())
+        );
+        let (linked, token, expires_at) = linked?;
         metrics::counter!("wxunion_logins_total", "new_user" => linked.is_new_user.to_string())
             .increment(1);
         Ok(Login {
@@ -202,6 +184,66 @@ impl Service {
             user: linked.user,
             identity: linked.identity,
         })
+    }
+
+    /// Links a login's identity and opens its session: in one statement for someone already
+    /// known here with nothing new to link (`store::sessions::login_returning`), else the
+    /// general way, a link and then the session. Returns the session's token and expiry.
+    async fn link_and_open(
+        &self,
+        app: &AppConfig,
+        open_id: &OpenId,
+        union_id: Option<&UnionId>,
+    ) -> Result<(Linked, String, DateTime<Utc>)> {
+        let app_id = AppId::parse(&app.app_id)?;
+        let token = new_session_token();
+        let token_hash = sha256_hex(&token);
+        let ttl = chrono::Duration::seconds(self.config.session_ttl_seconds as i64);
+        let now = self.clock.now();
+        let returning = store::sessions::login_returning(
+            &self.db,
+            &ReturningLogin {
+                app_id: &app_id,
+                scope: &app.scope(),
+                open_id: open_id.as_str(),
+                union_id: union_id.map(UnionId::as_str),
+                token_hash: &token_hash,
+                now,
+                expires_at: now + ttl,
+            },
+        )
+        .await?;
+        if let Some((user, identity)) = returning {
+            let linked = Linked {
+                user,
+                identity,
+                is_new_user: false,
+            };
+            return Ok((linked, token, now + ttl));
+        }
+        let mut linked = self.link(app, open_id, union_id, None).await?;
+        // After the link, so that LOGIN is never older than the events the link recorded.
+        let now = self.clock.now();
+        let owner = store::sessions::open(
+            &self.db,
+            &NewSession {
+                token_hash: &token_hash,
+                user_id: &linked.user.id,
+                identity_id: &linked.identity.id,
+                app_id: &app_id,
+                open_id: open_id.as_str(),
+                now,
+                expires_at: now + ttl,
+            },
+        )
+        .await?;
+        if owner != linked.user.id {
+            // A merge moved the user between the link and the session: answer the survivor.
+            if let Some(user) = store::users::live(&self.db, &owner).await? {
+                linked.user = user;
+            }
+        }
+        Ok((linked, token, now + ttl))
     }
 
     /// `resolveOpenId`: asks `user/info` for an official-account follower's unionid and links

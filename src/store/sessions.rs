@@ -4,14 +4,15 @@
 //! or revoked on one instance is gone for every instance at the next request.
 
 use chrono::{DateTime, Utc};
-use entity::sessions;
+use entity::{identities, sessions, users};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
+    EntityTrait, FromQueryResult, QueryFilter, Statement, TransactionTrait,
 };
 
 use super::events;
-use crate::domain::{AppId, EventKind, NewEvent, UserId};
+use super::users::{identity_from_row, user_from_row};
+use crate::domain::{AppId, EventKind, Identity, NewEvent, User, UserId};
 
 /// A session to open.
 #[derive(Debug, Clone)]
@@ -102,4 +103,92 @@ pub async fn prune(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<u64,
         .exec(db)
         .await?
         .rows_affected)
+}
+
+/// A login by someone already known in this app, as [`login_returning`] takes it.
+#[derive(Debug, Clone)]
+pub struct ReturningLogin<'a> {
+    pub app_id: &'a AppId,
+    /// The scope of the app (its open platform, or the app itself).
+    pub scope: &'a str,
+    pub open_id: &'a str,
+    /// The unionid WeChat reported with this login, if any.
+    pub union_id: Option<&'a str>,
+    pub token_hash: &'a str,
+    pub now: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A returning user's login in one statement, one round trip and one commit (PostgreSQL):
+/// when the identity `(app, openid)` exists, its user is live and the login tells nothing new
+/// about who is who (no unionid, or the one the user holds in this scope: the linking rules'
+/// `Touch`), it refreshes the identity as a link would, records `LOGIN` and opens the session.
+/// The identity and user rows are locked first, so the user's events still commit in id order.
+///
+/// `None` when that does not apply (a first login, a unionid to adopt or merge, SQLite): the
+/// caller links and opens the session the general way, which decides every other case.
+pub async fn login_returning(
+    db: &impl ConnectionTrait,
+    l: &ReturningLogin<'_>,
+) -> Result<Option<(User, Identity)>, DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(None);
+    }
+    // The identity columns as `link` would leave them after a `Touch` with a WeChat answer:
+    // the unionid it or its user holds, `union_id_lookup` cleared once one is known
+    // (`lookup_after`), `last_seen_at` never moved back.
+    const SQL: &str = "\
+        WITH cur AS ( \
+            SELECT i.id AS identity_id, u.id AS user_id, u.union_id AS user_union_id \
+            FROM identities i JOIN users u ON u.id = i.user_id \
+            WHERE i.app_id = $1 AND i.open_id = $2 AND u.merged_into IS NULL \
+              AND ($3::text IS NULL OR (u.scope = $4 AND u.union_id = $3)) \
+            FOR UPDATE OF i, u \
+        ), touched AS ( \
+            UPDATE identities i SET \
+                union_id = COALESCE(i.union_id, cur.user_union_id), \
+                union_id_lookup = CASE WHEN COALESCE(i.union_id, cur.user_union_id) IS NULL \
+                                       THEN 'answered' END, \
+                last_seen_at = GREATEST(i.last_seen_at, $5) \
+            FROM cur WHERE i.id = cur.identity_id \
+            RETURNING i.* \
+        ), login AS ( \
+            INSERT INTO events (user_id, kind, app_id, open_id, at) \
+            SELECT user_id, $6, $1, $2, $5 FROM touched \
+        ), opened AS ( \
+            INSERT INTO sessions (token_hash, user_id, identity_id, app_id, created_at, expires_at) \
+            SELECT $7, user_id, id, $1, $5, $8 FROM touched \
+        ) \
+        SELECT t.id, t.user_id, t.app_id, t.app_kind, t.open_id, t.union_id, t.subscribed, \
+               t.subscription_event_time, t.union_id_lookup, t.first_seen_at, t.last_seen_at, \
+               u.scope AS user_scope, u.union_id AS user_union_id, u.merged_into AS user_merged_into, \
+               u.created_at AS user_created_at, u.updated_at AS user_updated_at \
+        FROM touched t JOIN users u ON u.id = t.user_id";
+    let stmt = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        SQL,
+        [
+            l.app_id.as_str().into(),
+            l.open_id.into(),
+            l.union_id.map(str::to_owned).into(),
+            l.scope.into(),
+            l.now.into(),
+            EventKind::Login.as_str().into(),
+            l.token_hash.into(),
+            l.expires_at.into(),
+        ],
+    );
+    let Some(row) = db.query_one_raw(stmt).await? else {
+        return Ok(None);
+    };
+    let identity = identities::Model::from_query_result(&row, "")?;
+    let user = users::Model {
+        id: identity.user_id.clone(),
+        scope: row.try_get("", "user_scope")?,
+        union_id: row.try_get("", "user_union_id")?,
+        merged_into: row.try_get("", "user_merged_into")?,
+        created_at: row.try_get("", "user_created_at")?,
+        updated_at: row.try_get("", "user_updated_at")?,
+    };
+    Ok(Some((user_from_row(user)?, identity_from_row(identity)?)))
 }

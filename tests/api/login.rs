@@ -293,3 +293,168 @@ async fn fifty_concurrent_first_logins_over_three_apps_make_one_user() {
     assert_eq!(app.count("SELECT COUNT(*) FROM identities").await, 3);
     assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 50);
 }
+
+#[tokio::test]
+async fn codes_minted_in_one_batch_each_log_their_own_person_in_once() {
+    let app = spawn_app().await;
+    let minted = app
+        .sim_post(
+            "/sim/codes",
+            json!({ "app_id": MP1, "people": ["erin", "frank", "erin"] }),
+        )
+        .await;
+    let codes: Vec<&str> = minted["codes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(codes.len(), 3);
+    let first = app.login_with_code(MP1, codes[0]).await;
+    let second = app.login_with_code(MP1, codes[1]).await;
+    let third = app.login_with_code(MP1, codes[2]).await;
+    let user = |v: &serde_json::Value| v["data"]["loginWithCode"]["user"]["id"].clone();
+    assert_ne!(user(&first), user(&second));
+    assert_eq!(user(&first), user(&third));
+    assert_eq!(third["data"]["loginWithCode"]["isNewUser"], false);
+    // Each code is single use, like one from `/sim/code`.
+    let again = app.login_with_code(MP1, codes[1]).await;
+    assert_eq!(error_code(&again), Some("INVALID_CODE"));
+    // An unknown app mints nothing.
+    let refused = app
+        .http
+        .post(app.sim_url("/sim/codes"))
+        .json(&json!({ "app_id": "wx0000000000000000", "people": ["x"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+}
+
+/// The one-statement path of a returning login (PostgreSQL) applies exactly when the login
+/// links nothing new, and then leaves what the general link would; otherwise it writes nothing.
+#[tokio::test]
+async fn a_returning_login_is_one_statement_only_when_it_links_nothing_new() {
+    use wxunion::domain::AppId;
+    use wxunion::store::links::{Sighting, link};
+    use wxunion::store::sessions::{ReturningLogin, login_returning};
+
+    let app = spawn_app().await;
+    let db = app.db().await;
+    let config = app.config.app(MP1).unwrap().clone();
+    let app_id = AppId::parse(MP1).unwrap();
+    let scope = config.scope();
+    let now = chrono::Utc::now();
+    let attempt = |open_id: &'static str, union_id: Option<&'static str>, token: &'static str| {
+        let (db, app_id, scope) = (db.clone(), app_id.clone(), scope.clone());
+        async move {
+            login_returning(
+                &db,
+                &ReturningLogin {
+                    app_id: &app_id,
+                    scope: &scope,
+                    open_id,
+                    union_id,
+                    token_hash: token,
+                    now,
+                    expires_at: now + chrono::Duration::hours(1),
+                },
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let sighting = |open_id: &'static str, union_id: Option<&'static str>| Sighting {
+        app: &config,
+        open_id,
+        union_id,
+        seen_at: now - chrono::Duration::minutes(5),
+        subscription: None,
+        union_lookup: None,
+    };
+    let written = || async {
+        (
+            app.count("SELECT COUNT(*) FROM sessions").await,
+            app.count("SELECT COUNT(*) FROM events WHERE kind = 'login'")
+                .await,
+        )
+    };
+
+    // Never seen: the general path's job.
+    assert!(
+        attempt("oReturning000000000000000001", None, "t1")
+            .await
+            .is_none()
+    );
+    // Known with its unionid; a second person known without one yet.
+    link(
+        &db,
+        &sighting(
+            "oReturning000000000000000001",
+            Some("uReturning00000000000000001"),
+        ),
+    )
+    .await
+    .unwrap();
+    link(&db, &sighting("oReturning000000000000000002", None))
+        .await
+        .unwrap();
+    assert_eq!(written().await, (0, 0));
+
+    // A unionid the user does not hold yet (adopt) or another one (conflict): nothing written.
+    assert!(
+        attempt(
+            "oReturning000000000000000002",
+            Some("uReturning00000000000000002"),
+            "t2"
+        )
+        .await
+        .is_none()
+    );
+    assert!(
+        attempt(
+            "oReturning000000000000000001",
+            Some("uReturning00000000000000009"),
+            "t3"
+        )
+        .await
+        .is_none()
+    );
+    assert_eq!(written().await, (0, 0));
+
+    // Its own unionid, or none at all: one session, one LOGIN, the identity touched.
+    let (user, identity) = attempt(
+        "oReturning000000000000000001",
+        Some("uReturning00000000000000001"),
+        "t4",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        user.union_id.as_ref().map(|u| u.as_str()),
+        Some("uReturning00000000000000001")
+    );
+    assert_eq!(identity.user_id, user.id);
+    assert_eq!(
+        identity.last_seen_at.timestamp_micros(),
+        now.timestamp_micros()
+    );
+    assert!(identity.union_lookup.is_none());
+    let (_, without) = attempt("oReturning000000000000000002", None, "t5")
+        .await
+        .unwrap();
+    assert!(without.union_id.is_none());
+    assert_eq!(
+        without.union_lookup,
+        Some(wxunion::domain::UnionLookup::Answered)
+    );
+    assert_eq!(written().await, (2, 2));
+    assert_eq!(
+        app.count(&format!(
+            "SELECT COUNT(*) FROM sessions WHERE token_hash = 't4' AND user_id = '{}'",
+            user.id.as_str()
+        ))
+        .await,
+        1
+    );
+}

@@ -1,0 +1,267 @@
+#!/usr/bin/env bash
+# Login throughput and latency: wxunion's loginWithCode (jscode2session at the simulator,
+# link, session, audit event) on PostgreSQL + Redis, for new and for returning users, with
+# the simulator's own jscode2session measured alone in the same run; then an open-loop run at
+# a fixed rate that shows what wxunion adds to the simulator's latency. See bench/README.md.
+# All traffic stays on 127.0.0.1 and every run is time-bounded.
+set -euo pipefail
+
+SECONDS_PER_RUN=${BENCH_SECONDS:-10}
+CONNECTIONS=${BENCH_CONNECTIONS:-32}
+THREADS=${BENCH_THREADS:-2}
+RATE=${BENCH_RATE:-500}          # open-loop logins per second
+OPEN_SECONDS=${BENCH_OPEN_SECONDS:-10}
+PEOPLE=${BENCH_RETURNING:-5000}  # returning users (each logged in once before the runs)
+MAX_RPS=${BENCH_MAX_RPS:-10000}  # codes minted per closed-loop run: MAX_RPS x seconds
+SERVER_LOG=${BENCH_RUST_LOG:-error}
+PG_HOST=127.0.0.1
+PG_USER=postgres
+
+APP_ID=wxbe0c4a11b1e0c4a2
+SECRET=bench-login-secret
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=$ROOT/target/release
+WX_BIN=${BENCH_WXUNION_BIN:-$BIN/wxunion}
+DB=wxunion_bench_login_$$
+REDIS_PREFIX="wxunion-bench-login-$$:"
+WORK=$(mktemp -d /tmp/wxunion-bench-login.XXXXXX)
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+PIDS=()
+DB_CREATED=0
+STARTED_REDIS=0
+STARTED_PG=0
+cleanup() {
+    local rc=$?
+    set +e
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null
+    done
+    if [[ $DB_CREATED == 1 ]]; then
+        psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qtAc "drop database if exists $DB with (force)" >/dev/null \
+            && log "dropped database $DB"
+    fi
+    if redis-cli ping >/dev/null 2>&1; then
+        redis-cli --scan --pattern "${REDIS_PREFIX}*" | while read -r k; do redis-cli del "$k" >/dev/null; done
+    fi
+    if [[ $STARTED_REDIS == 1 && ${BENCH_KEEP_SERVICES:-0} != 1 ]]; then
+        redis-cli shutdown nosave >/dev/null 2>&1; log "stopped the Redis this script started"
+    fi
+    if [[ $STARTED_PG == 1 && ${BENCH_KEEP_SERVICES:-0} != 1 ]]; then
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main stop
+        log "stopped the PostgreSQL this script started"
+    fi
+    if [[ ${BENCH_KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+    local p=$1
+    while ! port_free "$p"; do p=$((p + 1)); done
+    echo "$p"
+}
+wait_http() { # url seconds pid
+    local deadline=$((SECONDS + $2))
+    until curl -fsS -o /dev/null "$1" 2>/dev/null; do
+        kill -0 "$3" 2>/dev/null || die "process $3 exited before $1 answered (logs in $WORK)"
+        ((SECONDS < deadline)) || die "$1 did not answer within $2 s"
+        sleep 0.1
+    done
+}
+# CPU seconds (user+system) used so far by one process, or by every process named postgres.
+cpu_of() {
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); t += $12 + $13 } END { printf "%.2f", t / hz }' "/proc/$1/stat"
+}
+cpu_postgres() {
+    local total=0 f
+    for f in /proc/[0-9]*/stat; do
+        [[ $(cat "${f%stat}comm" 2>/dev/null) == postgres ]] || continue
+        cat "$f" 2>/dev/null
+    done | awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); t += $12 + $13 } END { printf "%.2f", t / hz }'
+}
+# ---- services -------------------------------------------------------------------------
+if ! pg_isready -h "$PG_HOST" -q; then
+    log "starting PostgreSQL"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
+    STARTED_PG=1
+    for _ in $(seq 100); do pg_isready -h "$PG_HOST" -q && break; sleep 0.1; done
+    pg_isready -h "$PG_HOST" -q || die "PostgreSQL is not accepting connections"
+fi
+if ! redis-cli ping >/dev/null 2>&1; then
+    log "starting Redis"
+    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+    STARTED_REDIS=1
+    for _ in $(seq 50); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.1; done
+    redis-cli ping >/dev/null 2>&1 || die "Redis did not start"
+fi
+if ! command -v wrk >/dev/null; then
+    log "installing wrk"
+    apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+fi
+command -v curl >/dev/null || die "curl is needed"
+
+sessions_count() { psql -h "$PG_HOST" -U "$PG_USER" -d "$DB" -tAc "select count(*) from sessions"; }
+users_count() { psql -h "$PG_HOST" -U "$PG_USER" -d "$DB" -tAc "select count(*) from users"; }
+
+# ---- build ------------------------------------------------------------------------------
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+    log "building (release)"
+    (cd "$ROOT" && cargo build --release --bin wxunion --examples --quiet)
+fi
+for b in "$WX_BIN" "$BIN/examples/bench_login"; do
+    [[ -x $b ]] || die "$b is missing"
+done
+
+# ---- configuration ------------------------------------------------------------------------
+PORT=$(free_port 18180)
+SIM_PORT=$(free_port $((PORT + 1)))
+psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qtAc "create database $DB" >/dev/null
+DB_CREATED=1
+cat >"$WORK/wxunion.toml" <<EOF
+listen = "127.0.0.1:$PORT"
+database_url = "postgres://$PG_USER@$PG_HOST:5432/$DB${BENCH_DB_URL_SUFFIX:-}"
+redis_url = "redis://127.0.0.1:6379"
+redis_prefix = "$REDIS_PREFIX"
+wechat_api_base = "http://127.0.0.1:$SIM_PORT"
+sandbox = false
+${BENCH_EXTRA_CONFIG:-}
+
+[[apps]]
+app_id = "$APP_ID"
+secret = "$SECRET"
+kind = "mini_program"
+open_platform = "bench"
+EOF
+
+# ---- servers ------------------------------------------------------------------------------
+"$WX_BIN" --config "$WORK/wxunion.toml" sim --listen "127.0.0.1:$SIM_PORT" \
+    --target "http://127.0.0.1:$PORT" >"$WORK/sim.log" 2>&1 &
+PIDS+=($!); SIM_PID=$!
+"$WX_BIN" --config "$WORK/wxunion.toml" migrate >"$WORK/migrate.log" 2>&1 \
+    || die "migrate failed: $(cat "$WORK/migrate.log")"
+RUST_LOG=$SERVER_LOG "$WX_BIN" --config "$WORK/wxunion.toml" serve >"$WORK/wxunion.log" 2>&1 &
+PIDS+=($!); WX_PID=$!
+wait_http "http://127.0.0.1:$SIM_PORT/sim" 20 "$SIM_PID"
+wait_http "http://127.0.0.1:$PORT/healthz" 30 "$WX_PID"
+log "wxunion on :$PORT (db $DB), simulator on :$SIM_PORT"
+
+codes() { # target prefix people count out
+    "$BIN/examples/bench_login" codes --sim "http://127.0.0.1:$SIM_PORT" --app-id "$APP_ID" \
+        --secret "$SECRET" --target "$1" --prefix "$2" --people "$3" --count "$4" --out "$5"
+}
+run_wrk() { # label port file seconds
+    local out=$WORK/wrk-$1.txt
+    wrk -t "$THREADS" -c "$CONNECTIONS" -d "${4}s" --timeout 10s --latency \
+        -s "$ROOT/bench/replay.lua" "http://127.0.0.1:$2" -- "$3" "$THREADS" >"$out" 2>&1 \
+        || die "wrk failed: $(cat "$out")"
+    grep '^BENCH ' "$out" || die "no BENCH line from wrk: $(cat "$out")"
+}
+delta() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+# One closed-loop run with CPU accounting; sets R_<label>. Args: label port file
+measure() {
+    local label=$1 port=$2 file=$3 cpu_wx0 cpu_sim0 cpu_pg0 s0 line
+    s0=$(sessions_count)
+    cpu_wx0=$(cpu_of "$WX_PID"); cpu_sim0=$(cpu_of "$SIM_PID"); cpu_pg0=$(cpu_postgres)
+    log "$label: ${SECONDS_PER_RUN}s, $CONNECTIONS connections, $THREADS wrk threads"
+    line=$(run_wrk "$label" "$port" "$file" "$SECONDS_PER_RUN")
+    sleep 0.5 # requests wrk abandoned at the deadline finish
+    line="$line cpu_wxunion=$(delta "$cpu_wx0" "$(cpu_of "$WX_PID")")"
+    line="$line cpu_sim=$(delta "$cpu_sim0" "$(cpu_of "$SIM_PID")")"
+    line="$line cpu_postgres=$(delta "$cpu_pg0" "$(cpu_postgres)")"
+    line="$line sessions=$(($(sessions_count) - s0))"
+    printf -v "R_$label" '%s' "$line"
+    log "$line"
+}
+# One open-loop run at RATE; sets O_<label>. Args: label port file
+open_loop() {
+    local cpu_wx0 cpu_pg0 line
+    cpu_wx0=$(cpu_of "$WX_PID"); cpu_pg0=$(cpu_postgres)
+    log "$1: open loop, $RATE/s for ${OPEN_SECONDS}s"
+    line=$("$BIN/examples/bench_login" open-loop --url "http://127.0.0.1:$2" --file "$3" \
+        --rate "$RATE" --seconds "$OPEN_SECONDS")
+    line="$line cpu_wxunion=$(delta "$cpu_wx0" "$(cpu_of "$WX_PID")")"
+    line="$line cpu_postgres=$(delta "$cpu_pg0" "$(cpu_postgres)")"
+    printf -v "O_$1" '%s' "$line"
+    log "$line"
+}
+
+# ---- closed loop: the simulator alone, new users, returning users ---------------------------
+N=$((MAX_RPS * SECONDS_PER_RUN))
+log "minting codes"
+codes graphql ret- "$PEOPLE" "$PEOPLE" "$WORK/prime.txt"
+codes sim sim- "$PEOPLE" "$N" "$WORK/sim.txt"
+codes graphql new- "$N" "$N" "$WORK/new.txt"
+log "priming $PEOPLE returning users"
+"$BIN/examples/bench_login" open-loop --url "http://127.0.0.1:$PORT" --file "$WORK/prime.txt" \
+    --rate 1000 --seconds $(((PEOPLE + 999) / 1000)) >"$WORK/prime.out" 2>&1 || true
+primed=$(users_count)
+((primed == PEOPLE)) || die "priming made $primed users, not $PEOPLE ($(cat "$WORK/prime.out"))"
+
+measure sim "$SIM_PORT" "$WORK/sim.txt"
+measure new "$PORT" "$WORK/new.txt"
+codes graphql ret- "$PEOPLE" "$N" "$WORK/returning.txt" # minted late: codes live 5 minutes
+measure returning "$PORT" "$WORK/returning.txt"
+
+# ---- open loop at RATE: the simulator alone, then wxunion (returning users) ---------------
+M=$((RATE * OPEN_SECONDS))
+codes sim sim-open- "$PEOPLE" "$M" "$WORK/sim-open.txt"
+codes graphql ret- "$PEOPLE" "$M" "$WORK/login-open.txt"
+open_loop sim "$SIM_PORT" "$WORK/sim-open.txt"
+open_loop login "$PORT" "$WORK/login-open.txt"
+
+# ---- report -------------------------------------------------------------------------------
+ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
+per() { awk -v c="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.0f", c * 1e6 / n; else print "-" }'; }
+echo
+echo "loginWithCode on PostgreSQL + Redis against the simulator: ${SECONDS_PER_RUN}s per run," \
+    "$CONNECTIONS connections, $THREADS wrk threads, $(nproc) CPUs, $PEOPLE returning users"
+printf '%-28s %10s %8s %8s %8s %8s %10s %10s %10s\n' run "req/s" "p50 ms" "p90 ms" "p99 ms" \
+    non-2xx "us/req wx" "us/req sim" "us/req pg"
+status=0
+for l in sim new returning; do
+    r=R_$l
+    n=$(field requests "${!r}")
+    case $l in
+        sim) label="simulator jscode2session" ;;
+        new) label="loginWithCode, new users" ;;
+        returning) label="loginWithCode, returning" ;;
+    esac
+    printf '%-28s %10s %8s %8s %8s %8s %10s %10s %10s\n' "$label" "$(field rps "${!r}")" \
+        "$(ms "$(field p50 "${!r}")")" "$(ms "$(field p90 "${!r}")")" "$(ms "$(field p99 "${!r}")")" \
+        "$(field non2xx "${!r}")" "$(per "$(field cpu_wxunion "${!r}")" "$n")" \
+        "$(per "$(field cpu_sim "${!r}")" "$n")" "$(per "$(field cpu_postgres "${!r}")" "$n")"
+    if [[ $l != sim ]]; then
+        # Every answered login opened one session; a failed login (a GraphQL error) opens none.
+        s=$(field sessions "${!r}")
+        ok=$((n - $(field non2xx "${!r}")))
+        if ((s < ok)); then
+            log "FAIL: $l: $ok answered, only $s sessions opened (logins failed; see $WORK)"; status=1
+        fi
+    fi
+    [[ $(field wraps "${!r}") == 0 ]] || { log "FAIL: $l ran out of codes (raise BENCH_MAX_RPS)"; status=1; }
+done
+echo
+echo "open loop at $RATE/s for ${OPEN_SECONDS}s (latency from each request's scheduled start):"
+printf '%-28s %8s %8s %8s %8s %8s\n' run sent ok "p50 ms" "p99 ms" "max ms"
+for l in sim login; do
+    r=O_$l
+    printf '%-28s %8s %8s %8s %8s %8s\n' "$l" "$(field sent "${!r}")" "$(field ok "${!r}")" \
+        "$(ms "$(field p50 "${!r}")")" "$(ms "$(field p99 "${!r}")")" "$(ms "$(field max "${!r}")")"
+    [[ $(field sent "${!r}") == "$(field ok "${!r}")" ]] || { log "FAIL: $l: not every request succeeded"; status=1; }
+done
+add50=$(awk -v a="$(field p50 "$O_login")" -v b="$(field p50 "$O_sim")" 'BEGIN { printf "%.2f", (a - b) / 1000 }')
+add99=$(awk -v a="$(field p99 "$O_login")" -v b="$(field p99 "$O_sim")" 'BEGIN { printf "%.2f", (a - b) / 1000 }')
+echo "wxunion adds at $RATE/s: p50 +$add50 ms, p99 +$add99 ms (goal: p99 at most +2 ms)"
+echo "cpu per login at $RATE/s: wxunion $(per "$(field cpu_wxunion "$O_login")" "$(field sent "$O_login")") us," \
+    "postgres $(per "$(field cpu_postgres "$O_login")" "$(field sent "$O_login")") us"
+exit "$status"
