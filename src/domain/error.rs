@@ -53,6 +53,12 @@ impl Error {
         }
     }
 
+    /// Whether WeChat itself failed us (down, timing out, busy, rate limiting): the next call
+    /// is likely to fail the same way for a while, whatever its arguments.
+    pub fn is_wechat_failure(&self) -> bool {
+        matches!(self, Error::Upstream { .. } | Error::RateLimited { .. })
+    }
+
     /// WeChat's own errcode/errmsg, when the error came from WeChat.
     pub fn wechat(&self) -> Option<(i64, &str)> {
         match self {

@@ -68,6 +68,24 @@ pub fn retry(attempts: i32, permanent: bool) -> Retry {
     Retry::After(2_i64.pow(attempts.clamp(0, 10) as u32).min(600))
 }
 
+/// The first pause of a worker after WeChat failed one of its jobs.
+pub const FIRST_PAUSE_MS: u64 = 500;
+/// The longest pause: a worker still tries WeChat twice a minute while it is down.
+pub const MAX_PAUSE_MS: u64 = 30_000;
+
+/// How long a worker waits before its next job after `failures` jobs in a row failed because
+/// of WeChat (down, timing out, rate limiting us): none after a success, then 0.5 s doubling
+/// up to 30 s. The failed job itself is retried on its own schedule ([`retry`]); the pause
+/// keeps the other jobs from being claimed only to fail the same way, as fast as the database
+/// allows.
+pub fn pause_after(failures: u32) -> std::time::Duration {
+    if failures == 0 {
+        return std::time::Duration::ZERO;
+    }
+    let ms = FIRST_PAUSE_MS.saturating_mul(1 << (failures - 1).min(16));
+    std::time::Duration::from_millis(ms.min(MAX_PAUSE_MS))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,6 +118,28 @@ mod tests {
         ];
         for (attempts, permanent, want) in cases {
             assert_eq!(retry(attempts, permanent), want, "{attempts} {permanent}");
+        }
+    }
+
+    #[test]
+    fn a_worker_pauses_longer_after_each_failure_of_wechat_up_to_thirty_seconds() {
+        let cases = [
+            (0, 0),
+            (1, 500),
+            (2, 1_000),
+            (3, 2_000),
+            (6, 16_000),
+            (7, 30_000),
+            (8, 30_000),
+            (40, 30_000),
+            (u32::MAX, 30_000),
+        ];
+        for (failures, ms) in cases {
+            assert_eq!(
+                pause_after(failures),
+                std::time::Duration::from_millis(ms),
+                "{failures}"
+            );
         }
     }
 }

@@ -14,7 +14,7 @@ use crate::clock::SharedClock;
 use super::EventJob;
 use crate::domain::Error;
 use crate::domain::OpenId;
-use crate::domain::job::JobKind;
+use crate::domain::job::{JobKind, pause_after};
 use crate::identity::Service;
 use crate::store;
 
@@ -38,15 +38,30 @@ impl Queue {
 /// use cases of `service`.
 pub async fn run(queue: Queue, service: Service, wake: Arc<Notify>, lease: chrono::Duration) {
     let Queue { db, clock } = queue;
+    // Jobs failed in a row because WeChat failed: the worker pauses before the next claim.
+    let mut wechat_failures: u32 = 0;
     loop {
+        let pause = pause_after(wechat_failures);
+        if !pause.is_zero() {
+            metrics::counter!("wxunion_worker_pauses_total").increment(1);
+            tokio::time::sleep(pause).await;
+        }
         let notified = wake.notified();
         match store::jobs::claim(&db, clock.now(), lease).await {
             Ok(Some(job)) => {
                 let outcome = process(&service, &job).await;
                 let now = clock.now();
                 let recorded = match outcome {
-                    Ok(()) => store::jobs::complete(&db, job.id, now).await,
+                    Ok(()) => {
+                        wechat_failures = 0;
+                        store::jobs::complete(&db, job.id, now).await
+                    }
                     Err((e, permanent)) => {
+                        if e.is_wechat_failure() {
+                            wechat_failures = wechat_failures.saturating_add(1);
+                        } else {
+                            wechat_failures = 0;
+                        }
                         tracing::warn!(job = job.id, attempts = job.attempts, error = %e, "callback job failed");
                         store::jobs::fail(&db, &job, &e.to_string(), permanent, now).await
                     }

@@ -333,3 +333,54 @@ async fn the_simulator_retries_like_wechat_when_the_server_is_too_slow() {
     .await;
     server.abort();
 }
+
+/// With WeChat failing, each worker pauses longer after every failed job instead of claiming
+/// the next one only to fail it too; when WeChat is back, the backlog drains by itself.
+#[tokio::test]
+async fn workers_facing_a_failing_wechat_pause_instead_of_spinning_and_resume_after() {
+    const FOLLOWERS: usize = 40;
+    let app = spawn_with(Options {
+        extra: "job_workers = 4".into(),
+        ..Options::default()
+    })
+    .await;
+    // 45009 (quota reached): a WeChat failure that the client does not retry by itself.
+    app.sim_post(
+        "/sim/faults",
+        json!({ "api": "cgi-bin/user/info", "errcode": 45009, "times": 100000 }),
+    )
+    .await;
+    for i in 0..FOLLOWERS {
+        app.sim_post(
+            "/sim/follow",
+            json!({ "app_id": OA, "person": format!("paused-{i}") }),
+        )
+        .await;
+    }
+    // Every event is acknowledged and queued at once.
+    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, FOLLOWERS as i64);
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let calls = app.sim_counts().await["cgi-bin/user/info"]
+        .as_u64()
+        .unwrap_or(0);
+    // Four workers pausing 0.5, 1, 2, 4 s after successive failures make at most four
+    // attempts each in four seconds; spinning would have failed all 40 jobs at once.
+    assert!(
+        calls <= 20 && (calls as usize) < FOLLOWERS,
+        "{calls} user/info calls in {elapsed:.1} s with WeChat failing"
+    );
+    assert!(app.metrics().await.contains("wxunion_worker_pauses_total"));
+
+    // WeChat recovers: the queued jobs record every follower and resolve every unionid,
+    // without a restart.
+    app.sim_post("/sim/reset", json!({})).await;
+    eventually(90, || async {
+        (app.count("SELECT COUNT(*) FROM identities WHERE union_id IS NOT NULL")
+            .await
+            == FOLLOWERS as i64)
+            .then_some(())
+    })
+    .await;
+}
