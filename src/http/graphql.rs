@@ -492,7 +492,20 @@ async fn run(
         }
     }
     request.set_parsed_query(doc);
-    let resp = state.schema.execute(request).await;
+    // Executed in a task of its own: a client that goes away (or the request timeout) drops
+    // this handler, never a use case half-way through a database transaction. A transaction
+    // abandoned mid-statement could otherwise go back to the pool still open, and the next
+    // statements on that connection would run inside it and never commit.
+    let schema = state.schema.clone();
+    let resp = match tokio::spawn(async move { schema.execute(request).await }).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::error!(error = %e, "GraphQL execution failed");
+            let err = errors::to_graphql(crate::domain::Error::internal(e))
+                .into_server_error(async_graphql::Pos::default());
+            async_graphql::Response::from_errors(vec![err])
+        }
+    };
     let executed = began_execution(&resp);
     let outcome = if resp.errors.is_empty() {
         "ok"

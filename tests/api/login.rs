@@ -458,3 +458,135 @@ async fn a_returning_login_is_one_statement_only_when_it_links_nothing_new() {
         1
     );
 }
+
+#[tokio::test]
+async fn concurrent_returning_logins_of_one_person_each_open_a_session() {
+    const LOGINS: usize = 16;
+    let app = spawn_app().await;
+    let first = app.login(MP1, "hana").await;
+    let mut codes = Vec::new();
+    for _ in 0..LOGINS {
+        codes.push(app.mint_code(MP1, "hana").await);
+    }
+    let logins = codes.iter().map(|code| app.login_with_code(MP1, code));
+    for v in futures::future::join_all(logins).await {
+        assert!(v["errors"].is_null(), "{v}");
+        assert_eq!(
+            v["data"]["loginWithCode"]["user"]["id"],
+            first["user"]["id"]
+        );
+    }
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM sessions").await,
+        LOGINS as i64 + 1
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM events WHERE kind = 'login'")
+            .await,
+        LOGINS as i64 + 1
+    );
+}
+
+/// Clients that give up mid-login (a mini program losing its network) must not leave a
+/// transaction open on a pooled connection: later logins on that connection would run inside
+/// it, answer as if committed, and vanish. Hundreds of logins are abandoned at random moments,
+/// some inside `BEGIN`, then every later login must be committed.
+#[tokio::test]
+async fn clients_giving_up_mid_login_leave_no_transaction_open_behind() {
+    let app = spawn_with(Options {
+        extra: "database_max_connections = 1".into(),
+        ..Options::default()
+    })
+    .await;
+    let mut abandoned = Vec::new();
+    for round in 0..400 {
+        let code = app.mint_code(MP1, &format!("gone-{}", round % 200)).await;
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_micros(
+                5_000 + (round * 7919) % 60_000,
+            ))
+            .build()
+            .unwrap();
+        let url = app.url("/graphql");
+        abandoned.push(tokio::spawn(async move {
+            let _ = client
+                .post(url)
+                .json(&json!({ "query": LOGIN, "variables": { "appId": MP1, "code": code } }))
+                .send()
+                .await;
+        }));
+    }
+    for a in abandoned {
+        a.await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    // Every later login's session is committed (looked up by the hash it is stored under).
+    for i in 0..20 {
+        let v = app.login(MP1, &format!("later-{i}")).await;
+        let token = v["sessionToken"].as_str().unwrap_or_else(|| panic!("{v}"));
+        let stored = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM sessions WHERE token_hash = '{}'",
+                wxunion::config::sha256_hex(token)
+            ))
+            .await;
+        assert_eq!(
+            stored, 1,
+            "login {i} answered but its session was not committed"
+        );
+    }
+    let open = app
+        .count(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+        )
+        .await;
+    assert_eq!(open, 0, "a pooled connection was left inside a transaction");
+}
+
+/// A login whose client gives up while its database work waits still runs to its end (the
+/// use case is not cut off half-way through a transaction): once the database lets it go
+/// on, its session is committed.
+#[tokio::test]
+async fn a_login_abandoned_by_its_client_still_runs_to_its_end() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+
+    let app = spawn_app().await;
+    let person = get_json(&app.http, &app.sim_url("/sim/people/ivan")).await;
+    let union_id = person["apps"][MP1]["unionid"].as_str().unwrap().to_owned();
+    let scope = app.config.app(MP1).unwrap().scope();
+    // Another writer is creating ivan's user and has not committed: the login's own insert
+    // of that user waits inside its transaction.
+    let blocker_db = app.db().await;
+    let blocker = blocker_db.begin().await.unwrap();
+    blocker
+        .execute_unprepared(&format!(
+            "INSERT INTO users (id, scope, union_id, created_at, updated_at) \
+             VALUES ('0000000000000000-blocker', '{scope}', '{union_id}', now(), now())"
+        ))
+        .await
+        .unwrap();
+    let code = app.mint_code(MP1, "ivan").await;
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let gave_up = impatient
+        .post(app.url("/graphql"))
+        .json(&json!({ "query": LOGIN, "variables": { "appId": MP1, "code": code } }))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the login should still be waiting");
+    assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, 0);
+    blocker.rollback().await.unwrap();
+    eventually(10, || async {
+        (app.count("SELECT COUNT(*) FROM sessions").await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM events WHERE kind = 'login'")
+            .await,
+        1
+    );
+}
