@@ -30,12 +30,13 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     if url.starts_with("sqlite:") {
         opts.max_connections(1).min_connections(1);
     } else {
-        // Plan every execution with its real parameters and the table's current size. A
-        // generic plan cached while `jobs` was empty (sort everything) would otherwise stay in
-        // use as the backlog grows; our statements are small, so planning them is cheap.
-        opts.max_connections(max_connections)
-            .min_connections(1)
-            .map_sqlx_postgres_opts(|o| o.options([("plan_cache_mode", "force_custom_plan")]));
+        // PostgreSQL's default plan caching: every statement is prepared once per connection
+        // and, after five executions, runs a cached generic plan when that is no worse. Each
+        // statement finds its rows through a unique or partial index whatever the table's
+        // size (the job claim walks `ix_jobs_pending` in id order, empty table or not), so
+        // generic plans are safe, and planning the login statement anew each time cost more
+        // than running it.
+        opts.max_connections(max_connections).min_connections(1);
     }
     Database::connect(opts).await
 }
