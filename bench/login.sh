@@ -12,7 +12,8 @@ THREADS=${BENCH_THREADS:-2}
 RATE=${BENCH_RATE:-500}          # open-loop logins per second
 OPEN_SECONDS=${BENCH_OPEN_SECONDS:-10}
 PEOPLE=${BENCH_RETURNING:-5000}  # returning users (each logged in once before the runs)
-MAX_RPS=${BENCH_MAX_RPS:-10000}  # codes minted per closed-loop run: MAX_RPS x seconds
+MAX_RPS=${BENCH_MAX_RPS:-10000}  # codes minted per closed-loop login run: MAX_RPS x seconds
+SIM_MAX_RPS=${BENCH_SIM_MAX_RPS:-160000} # the same for the simulator's run
 SERVER_LOG=${BENCH_RUST_LOG:-error}
 PG_HOST=127.0.0.1
 PG_USER=postgres
@@ -44,7 +45,7 @@ cleanup() {
         for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$pid" 2>/dev/null
     done
-    if [[ $DB_CREATED == 1 ]]; then
+    if [[ $DB_CREATED == 1 && ${BENCH_KEEP_DB:-0} != 1 ]]; then
         psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qtAc "drop database if exists $DB with (force)" >/dev/null \
             && log "dropped database $DB"
     fi
@@ -111,6 +112,8 @@ fi
 command -v curl >/dev/null || die "curl is needed"
 
 sessions_count() { psql -h "$PG_HOST" -U "$PG_USER" -d "$DB" -tAc "select count(*) from sessions"; }
+logins_count() { psql -h "$PG_HOST" -U "$PG_USER" -d "$DB" -tAc "select count(*) from events where kind = 'login'"; }
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
 users_count() { psql -h "$PG_HOST" -U "$PG_USER" -d "$DB" -tAc "select count(*) from users"; }
 
 # ---- build ------------------------------------------------------------------------------
@@ -164,13 +167,14 @@ run_wrk() { # label port file seconds
     wrk -t "$THREADS" -c "$CONNECTIONS" -d "${4}s" --timeout 10s --latency \
         -s "$ROOT/bench/replay.lua" "http://127.0.0.1:$2" -- "$3" "$THREADS" >"$out" 2>&1 \
         || die "wrk failed: $(cat "$out")"
+    grep '^first failure' "$out" >&2 || true
     grep '^BENCH ' "$out" || die "no BENCH line from wrk: $(cat "$out")"
 }
 delta() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 # One closed-loop run with CPU accounting; sets R_<label>. Args: label port file
 measure() {
-    local label=$1 port=$2 file=$3 cpu_wx0 cpu_sim0 cpu_pg0 s0 line
-    s0=$(sessions_count)
+    local label=$1 port=$2 file=$3 cpu_wx0 cpu_sim0 cpu_pg0 s0 e0 line
+    s0=$(sessions_count); e0=$(logins_count)
     cpu_wx0=$(cpu_of "$WX_PID"); cpu_sim0=$(cpu_of "$SIM_PID"); cpu_pg0=$(cpu_postgres)
     log "$label: ${SECONDS_PER_RUN}s, $CONNECTIONS connections, $THREADS wrk threads"
     line=$(run_wrk "$label" "$port" "$file" "$SECONDS_PER_RUN")
@@ -178,7 +182,7 @@ measure() {
     line="$line cpu_wxunion=$(delta "$cpu_wx0" "$(cpu_of "$WX_PID")")"
     line="$line cpu_sim=$(delta "$cpu_sim0" "$(cpu_of "$SIM_PID")")"
     line="$line cpu_postgres=$(delta "$cpu_pg0" "$(cpu_postgres)")"
-    line="$line sessions=$(($(sessions_count) - s0))"
+    line="$line sessions=$(($(sessions_count) - s0)) login_events=$(($(logins_count) - e0))"
     printf -v "R_$label" '%s' "$line"
     log "$line"
 }
@@ -199,11 +203,11 @@ open_loop() {
 N=$((MAX_RPS * SECONDS_PER_RUN))
 log "minting codes"
 codes graphql ret- "$PEOPLE" "$PEOPLE" "$WORK/prime.txt"
-codes sim sim- "$PEOPLE" "$N" "$WORK/sim.txt"
+codes sim sim- "$PEOPLE" $((SIM_MAX_RPS * SECONDS_PER_RUN)) "$WORK/sim.txt"
 codes graphql new- "$N" "$N" "$WORK/new.txt"
 log "priming $PEOPLE returning users"
 "$BIN/examples/bench_login" open-loop --url "http://127.0.0.1:$PORT" --file "$WORK/prime.txt" \
-    --rate 1000 --seconds $(((PEOPLE + 999) / 1000)) >"$WORK/prime.out" 2>&1 || true
+    --rate 500 --seconds $(((PEOPLE + 499) / 500)) >"$WORK/prime.out" 2>&1 || true
 primed=$(users_count)
 ((primed == PEOPLE)) || die "priming made $primed users, not $PEOPLE ($(cat "$WORK/prime.out"))"
 
@@ -248,6 +252,7 @@ for l in sim new returning; do
             log "FAIL: $l: $ok answered, only $s sessions opened (logins failed; see $WORK)"; status=1
         fi
     fi
+    [[ $(field failed "${!r}") == 0 ]] || { log "FAIL: $l: $(field failed "${!r}") answers were errors"; status=1; }
     [[ $(field wraps "${!r}") == 0 ]] || { log "FAIL: $l ran out of codes (raise BENCH_MAX_RPS)"; status=1; }
 done
 echo

@@ -52,6 +52,17 @@ function init(args)
   loaded = #reqs
 end
 
+-- A 200 can still be a failure: a GraphQL error, or a WeChat errcode other than 0. Those are
+-- counted (and the first one kept) so that a run of failing requests cannot pass as fast.
+failed = 0
+first_failure = ""
+function response(status, headers, body)
+  if body and (body:find('"errors"', 1, true) or body:find('"errcode":%-?[1-9]')) then
+    failed = failed + 1
+    if first_failure == "" then first_failure = body:sub(1, 300) end
+  end
+end
+
 function request()
   local r = requests_[next_]
   next_ = next_ + 1
@@ -63,17 +74,20 @@ function request()
 end
 
 function done(summary, latency, requests)
-  local wrapped, loaded_total = 0, 0
+  local wrapped, loaded_total, failed_total, first = 0, 0, 0, ""
   for _, t in ipairs(threads) do
     wrapped = wrapped + (t:get("wraps") or 0)
     loaded_total = loaded_total + (t:get("loaded") or 0)
+    failed_total = failed_total + (t:get("failed") or 0)
+    if first == "" then first = t:get("first_failure") or "" end
   end
+  if first ~= "" then io.write("first failure: " .. first .. "\n") end
   local e = summary.errors
   local secs = summary.duration / 1e6
   io.write(string.format(
     "BENCH requests=%d seconds=%.3f rps=%.1f p50=%d p90=%d p99=%d max=%d " ..
-    "non2xx=%d connect_err=%d read_err=%d write_err=%d timeouts=%d loaded=%d wraps=%d\n",
+    "non2xx=%d connect_err=%d read_err=%d write_err=%d timeouts=%d loaded=%d wraps=%d failed=%d\n",
     summary.requests, secs, summary.requests / secs,
     latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
-    e.status, e.connect, e.read, e.write, e.timeout, loaded_total, wrapped))
+    e.status, e.connect, e.read, e.write, e.timeout, loaded_total, wrapped, failed_total))
 end

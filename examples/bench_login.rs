@@ -137,6 +137,14 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Prints the first few failures (to stderr), so a failing run says why.
+fn report(what: std::fmt::Arguments<'_>) {
+    static SHOWN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    if SHOWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 5 {
+        eprintln!("failed: {what}");
+    }
+}
+
 async fn open_loop(url: &str, file: &PathBuf, rate: u64, seconds: u64) -> anyhow::Result<()> {
     if rate == 0 {
         bail!("--rate must be at least 1");
@@ -178,10 +186,27 @@ async fn open_loop(url: &str, file: &PathBuf, rate: u64, seconds: u64) -> anyhow
             };
             let ok = match req.send().await {
                 Ok(resp) if resp.status().is_success() => match resp.json::<Value>().await {
-                    Ok(v) => v.get("errors").is_none() && v["errcode"].as_i64().unwrap_or(0) == 0,
-                    Err(_) => false,
+                    Ok(v) => {
+                        let ok =
+                            v.get("errors").is_none() && v["errcode"].as_i64().unwrap_or(0) == 0;
+                        if !ok {
+                            report(format_args!("{v}"));
+                        }
+                        ok
+                    }
+                    Err(e) => {
+                        report(format_args!("{e}"));
+                        false
+                    }
                 },
-                _ => false,
+                Ok(resp) => {
+                    report(format_args!("status {}", resp.status()));
+                    false
+                }
+                Err(e) => {
+                    report(format_args!("{e}"));
+                    false
+                }
             };
             (at.elapsed(), ok)
         }));

@@ -1,14 +1,16 @@
 //! Writes pre-signed safe-mode (`encrypt_type=aes`) official-account callbacks for
 //! `bench/callback.lua`, one request per line: `<path?query>\t<body>`.
 //!
-//! Every request is a distinct text message with a distinct MsgId (and a fresh nonce and
-//! random AES prefix), so wxunion's dedupe never short-circuits: each one is verified,
-//! decrypted, parsed and inserted as a new `jobs` row. The signatures use the same functions
+//! Every request is distinct (and has a fresh nonce and random AES prefix), so wxunion's
+//! dedupe never short-circuits: each one is verified, decrypted, parsed and inserted as a new
+//! `jobs` row. `--kind text` (the default) writes text messages with distinct MsgIds from
+//! `--users` followers; `--kind subscribe` writes `subscribe` events, each from a follower of
+//! its own (a first sighting for the workers: an identity to create and a unionid to look up). The signatures use the same functions
 //! wxunion verifies with, exactly as the simulator's `sim/push.rs` builds them.
 //!
 //! Usage:
 //! `bench_requests --out FILE --count N --app-id wx... --token T --aes-key <43 chars>
-//! [--users U] [--seq-start S]`
+//! [--users U] [--seq-start S] [--kind text|subscribe]`
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -17,7 +19,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use rand::Rng;
 use wxunion::wechat::crypto::{MsgCrypt, msg_signature, signature};
-use wxunion::wechat::message::{encrypted_envelope_xml, text_xml};
+use wxunion::wechat::message::{encrypted_envelope_xml, event_xml, text_xml};
 
 #[derive(Parser)]
 struct Args {
@@ -40,6 +42,9 @@ struct Args {
     /// (e.g. a warm-up file) so the two never share a MsgId.
     #[arg(long, default_value_t = 0)]
     seq_start: u64,
+    /// `text` messages, or `subscribe` events of distinct followers.
+    #[arg(long, default_value = "text")]
+    kind: String,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,6 +52,11 @@ fn main() -> anyhow::Result<()> {
     if args.users == 0 {
         bail!("--users must be at least 1");
     }
+    let subscribe = match args.kind.as_str() {
+        "text" => false,
+        "subscribe" => true,
+        other => bail!("--kind is text or subscribe, not {other}"),
+    };
     let mc = MsgCrypt::new(&args.token, &args.aes_key, &args.app_id)
         .context("bad token / EncodingAESKey / app id")?;
     let to = format!("gh_{}", &args.app_id[2..14.min(args.app_id.len())]);
@@ -58,9 +68,17 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     for i in args.seq_start..args.seq_start + args.count {
-        let open_id = format!("oBench{:010}", i % args.users);
         let msg_id = msg_id_base + i;
-        let plain = text_xml(&to, &open_id, now, &format!("bench message {i}"), msg_id);
+        let (open_id, plain) = if subscribe {
+            // Distinct across runs too: the follower's openid carries the MsgId-like number.
+            let open_id = format!("oBenchSub{msg_id:019}");
+            let plain = event_xml(&to, &open_id, now, "subscribe", None);
+            (open_id, plain)
+        } else {
+            let open_id = format!("oBench{:010}", i % args.users);
+            let plain = text_xml(&to, &open_id, now, &format!("bench message {i}"), msg_id);
+            (open_id, plain)
+        };
         let encrypt = mc.encrypt(&plain, rng.random());
         let timestamp = now.to_string();
         let nonce = rng.random_range(100_000_000u64..999_999_999).to_string();
