@@ -99,6 +99,8 @@ pub struct Options {
     pub share: Option<(String, String)>,
     /// Use this simulator instead of a new one.
     pub sim: Option<Simulator>,
+    /// Reach Redis at this URL (a fault test's proxy) instead of 127.0.0.1:6379.
+    pub redis_url: Option<String>,
 }
 
 impl Default for Options {
@@ -108,6 +110,7 @@ impl Default for Options {
             extra: String::new(),
             share: None,
             sim: None,
+            redis_url: None,
         }
     }
 }
@@ -302,8 +305,11 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         .await
         .unwrap(),
     };
+    let redis_url = opts
+        .redis_url
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
     let text = format!(
-        "listen = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\nredis_url = \"redis://127.0.0.1:6379\"\n\
+        "listen = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\nredis_url = \"{redis_url}\"\n\
          redis_prefix = \"{redis_prefix}\"\nwechat_api_base = \"{}\"\n{}\n{APPS_TOML}",
         sim.base_url(),
         opts.extra
