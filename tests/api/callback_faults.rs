@@ -358,7 +358,10 @@ async fn workers_facing_a_failing_wechat_pause_instead_of_spinning_and_resume_af
         .await;
     }
     // Every event is acknowledged and queued at once.
-    assert_eq!(app.count("SELECT COUNT(*) FROM jobs").await, FOLLOWERS as i64);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM jobs").await,
+        FOLLOWERS as i64
+    );
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(4)).await;
     let elapsed = started.elapsed().as_secs_f64();
