@@ -106,9 +106,9 @@ pub struct Config {
     pub database_url: String,
     /// Pool size per instance on PostgreSQL (SQLite always uses one connection).
     pub database_max_connections: u32,
-    /// The longest a request waits for the database: for a pooled connection, and for the
-    /// statements of each stretch of database work on a request path. Past it a callback
-    /// answers 503 and GraphQL `INTERNAL`.
+    /// The longest a stretch of database work on a request path may take, the wait for a
+    /// connection included; past it a callback answers 503 and GraphQL `INTERNAL`. Work after
+    /// a WeChat call, and the pool's wait for a connection, get five times as long.
     pub database_timeout_ms: u64,
     pub redis_url: Option<String>,
     pub redis_prefix: String,

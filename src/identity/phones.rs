@@ -32,7 +32,7 @@ impl Service {
             })
             .await?;
         let bound = self
-            .bounded(store::phones::bind(
+            .bounded_after_wechat(store::phones::bind(
                 &self.db,
                 &session.user.id,
                 &NewPhone {
@@ -50,7 +50,7 @@ impl Service {
         };
         tracing::info!(user_id = %owner, app_id = %app_id, "phone number bound");
         metrics::counter!("wxunion_phone_bindings_total").increment(1);
-        self.bounded(store::users::live(&self.db, &owner))
+        self.bounded_after_wechat(store::users::live(&self.db, &owner))
             .await?
             .ok_or(Error::Unauthenticated)
     }

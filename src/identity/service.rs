@@ -67,7 +67,7 @@ pub async fn connect_storage(config: &Config) -> anyhow::Result<(DatabaseConnect
     let db = store::connect_bounded(
         &config.database_url,
         config.database_max_connections,
-        Duration::from_millis(config.database_timeout_ms),
+        super::deadline::pool_timeout(config.database_timeout_ms),
     )
     .await
     .context("cannot connect to the database (database_url)")?;
@@ -186,7 +186,7 @@ impl Service {
         };
         let (_, linked) = tokio::join!(
             keep_key,
-            self.bounded(self.link_and_open(app, &open_id, union_id.as_ref()))
+            self.bounded_after_wechat(self.link_and_open(app, &open_id, union_id.as_ref()))
         );
         let (linked, token, expires_at) = linked?;
         metrics::counter!("wxunion_logins_total", "new_user" => linked.is_new_user.to_string())
@@ -280,7 +280,7 @@ impl Service {
         let union_id = parse_union_id(info.unionid.as_deref(), "user/info")?;
         let now = self.clock.now().timestamp();
         let linked = self
-            .bounded(self.link(
+            .bounded_after_wechat(self.link(
                 app,
                 open_id,
                 union_id.as_ref(),

@@ -83,6 +83,11 @@ kind = "official_account"
 token = "test-callback-token"
 "#;
 
+/// For tests that put tens or hundreds of requests at once on their one runtime thread (a
+/// debug build): database and Redis bounds far above the production defaults (1 s, 0.5 s),
+/// which such a queue of requests can pass without anything being wrong.
+pub const HEAVY_LOAD: &str = "database_timeout_ms = 10000\nredis_timeout_ms = 5000";
+
 /// Which database a test app runs on.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Db {
