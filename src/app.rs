@@ -71,7 +71,7 @@ impl Application {
         let wake = Arc::new(Notify::new());
         let state = AppState {
             schema: graphql::build(Some(service.clone())),
-            inbox: Inbox::start(db.clone(), wake.clone()),
+            inbox: Inbox::start(db.clone(), wake.clone(), service.database_timeout()),
             metrics: telemetry::metrics_handle(),
             refusals: Arc::new(RefusalLog::new()),
             service,

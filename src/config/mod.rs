@@ -11,6 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::domain::client_addr::IpNet;
 use crate::domain::{AppConfig, AppId, AppKind};
 
 pub mod demo;
@@ -47,9 +48,13 @@ struct RawConfig {
     #[serde(default)]
     database_max_connections: Option<u64>,
     #[serde(default)]
+    database_timeout_ms: Option<u64>,
+    #[serde(default)]
     redis_url: Option<String>,
     #[serde(default)]
     redis_prefix: Option<String>,
+    #[serde(default)]
+    redis_timeout_ms: Option<u64>,
     #[serde(default)]
     wechat_api_base: Option<String>,
     #[serde(default)]
@@ -83,6 +88,12 @@ struct RawConfig {
     #[serde(default)]
     shutdown_grace_seconds: Option<u64>,
     #[serde(default)]
+    login_rate_per_client: Option<u64>,
+    #[serde(default)]
+    login_rate_per_app: Option<u64>,
+    #[serde(default)]
+    trusted_proxies: Vec<String>,
+    #[serde(default)]
     api_keys: Vec<RawApiKey>,
     #[serde(default)]
     apps: Vec<AppConfig>,
@@ -95,8 +106,15 @@ pub struct Config {
     pub database_url: String,
     /// Pool size per instance on PostgreSQL (SQLite always uses one connection).
     pub database_max_connections: u32,
+    /// The longest a stretch of database work on a request path may take, the wait for a
+    /// connection included; past it a callback answers 503 and GraphQL `INTERNAL`. Work after
+    /// a WeChat call, and the pool's wait for a connection, get five times as long.
+    pub database_timeout_ms: u64,
     pub redis_url: Option<String>,
     pub redis_prefix: String,
+    /// The longest one Redis command may take; past it (or when Redis is unreachable) the
+    /// command fails, and the login path skips Redis for a second.
+    pub redis_timeout_ms: u64,
     pub wechat_api_base: String,
     pub wechat_timeout_ms: u64,
     pub sandbox: bool,
@@ -122,6 +140,12 @@ pub struct Config {
     pub http_max_connections: usize,
     /// After the stop signal, in-flight requests get this long; then every connection is dropped.
     pub shutdown_grace_seconds: u64,
+    /// `loginWithCode` calls per minute per client address (0: no limit).
+    pub login_rate_per_client: u64,
+    /// `loginWithCode` calls per second per app, across instances (0: no limit).
+    pub login_rate_per_app: u64,
+    /// Peers whose `X-Forwarded-For` names the client (default none: the peer is the client).
+    pub trusted_proxies: Vec<IpNet>,
     pub api_keys: Vec<ApiKey>,
     pub apps: Vec<AppConfig>,
     /// The file this came from; `None` means no file was given (sandbox by default).
@@ -142,8 +166,10 @@ const SCALAR_KEYS: &[(&str, ScalarKind)] = &[
     ("listen", ScalarKind::Str),
     ("database_url", ScalarKind::Str),
     ("database_max_connections", ScalarKind::Int),
+    ("database_timeout_ms", ScalarKind::Int),
     ("redis_url", ScalarKind::Str),
     ("redis_prefix", ScalarKind::Str),
+    ("redis_timeout_ms", ScalarKind::Int),
     ("wechat_api_base", ScalarKind::Str),
     ("wechat_timeout_ms", ScalarKind::Int),
     ("sandbox", ScalarKind::Bool),
@@ -159,6 +185,9 @@ const SCALAR_KEYS: &[(&str, ScalarKind)] = &[
     ("http_request_timeout_seconds", ScalarKind::Int),
     ("http_max_connections", ScalarKind::Int),
     ("shutdown_grace_seconds", ScalarKind::Int),
+    ("login_rate_per_client", ScalarKind::Int),
+    ("login_rate_per_app", ScalarKind::Int),
+    ("trusted_proxies", ScalarKind::List),
 ];
 
 #[derive(Clone, Copy)]
@@ -166,6 +195,8 @@ enum ScalarKind {
     Str,
     Int,
     Bool,
+    /// Comma-separated in the environment (`10.0.0.0/8,127.0.0.1`), an array in the file.
+    List,
 }
 
 impl Config {
@@ -289,6 +320,14 @@ fn apply_env(
                 "false" | "0" => false,
                 _ => return Err(err("expected true or false")),
             }),
+            ScalarKind::List => toml::Value::Array(
+                value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| toml::Value::String(v.to_owned()))
+                    .collect(),
+            ),
         };
         table.insert((*key).to_owned(), value);
     }
@@ -336,6 +375,11 @@ impl Check<'_> {
 /// The bounds of every number in the configuration: `(min, max)`.
 mod bounds {
     pub const DATABASE_MAX_CONNECTIONS: (u64, u64) = (1, 1_000);
+    pub const DATABASE_TIMEOUT_MS: (u64, u64) = (100, 60_000);
+    pub const REDIS_TIMEOUT_MS: (u64, u64) = (10, 10_000);
+    pub const LOGIN_RATE_PER_CLIENT: (u64, u64) = (0, 1_000_000);
+    pub const LOGIN_RATE_PER_APP: (u64, u64) = (0, 1_000_000);
+    pub const TRUSTED_PROXIES: usize = 256;
     pub const WECHAT_TIMEOUT_MS: (u64, u64) = (100, 120_000);
     pub const SESSION_TTL_SECONDS: (u64, u64) = (60, 366 * 86_400);
     pub const JOB_WORKERS: (u64, u64) = (0, 256);
@@ -360,14 +404,17 @@ fn validate(
     let storage = storage(&c, &raw)?;
     let wechat_api_base = wechat_api_base(&c, raw.wechat_api_base.clone())?;
     let limits = limits(&c, &raw)?;
+    let trusted_proxies = trusted_proxies(&c, &raw.trusted_proxies)?;
     let api_keys = api_keys(&c, raw.api_keys)?;
     apps(&c, &raw.apps)?;
     Ok(Config {
         listen: network.listen,
         database_url: storage.database_url,
         database_max_connections: limits.database_max_connections,
+        database_timeout_ms: limits.database_timeout_ms,
         redis_url: storage.redis_url,
         redis_prefix: storage.redis_prefix,
+        redis_timeout_ms: limits.redis_timeout_ms,
         wechat_api_base,
         wechat_timeout_ms: limits.wechat_timeout_ms,
         sandbox,
@@ -384,6 +431,9 @@ fn validate(
         http_max_connections: limits.http_max_connections,
         shutdown_grace_seconds: limits.shutdown_grace_seconds,
         event_retention_days: limits.event_retention_days,
+        login_rate_per_client: limits.login_rate_per_client,
+        login_rate_per_app: limits.login_rate_per_app,
+        trusted_proxies,
         api_keys,
         apps: raw.apps,
         source,
@@ -460,6 +510,10 @@ fn wechat_api_base(c: &Check<'_>, v: Option<String>) -> Result<String, ConfigErr
 
 struct Limits {
     database_max_connections: u32,
+    database_timeout_ms: u64,
+    redis_timeout_ms: u64,
+    login_rate_per_client: u64,
+    login_rate_per_app: u64,
     wechat_timeout_ms: u64,
     session_ttl_seconds: u64,
     job_workers: usize,
@@ -483,6 +537,30 @@ fn limits(c: &Check<'_>, raw: &RawConfig) -> Result<Limits, ConfigError> {
             16,
             DATABASE_MAX_CONNECTIONS,
         )? as u32,
+        database_timeout_ms: c.within(
+            "database_timeout_ms",
+            raw.database_timeout_ms,
+            1_000,
+            DATABASE_TIMEOUT_MS,
+        )?,
+        redis_timeout_ms: c.within(
+            "redis_timeout_ms",
+            raw.redis_timeout_ms,
+            500,
+            REDIS_TIMEOUT_MS,
+        )?,
+        login_rate_per_client: c.within(
+            "login_rate_per_client",
+            raw.login_rate_per_client,
+            60,
+            LOGIN_RATE_PER_CLIENT,
+        )?,
+        login_rate_per_app: c.within(
+            "login_rate_per_app",
+            raw.login_rate_per_app,
+            1_000,
+            LOGIN_RATE_PER_APP,
+        )?,
         wechat_timeout_ms: c.within(
             "wechat_timeout_ms",
             raw.wechat_timeout_ms,
@@ -546,6 +624,20 @@ fn limits(c: &Check<'_>, raw: &RawConfig) -> Result<Limits, ConfigError> {
             EVENT_RETENTION_DAYS,
         )?,
     })
+}
+
+/// The proxies whose `X-Forwarded-For` is believed: addresses or networks.
+fn trusted_proxies(c: &Check<'_>, raw: &[String]) -> Result<Vec<IpNet>, ConfigError> {
+    if raw.len() > bounds::TRUSTED_PROXIES {
+        return Err(c.err(
+            "trusted_proxies",
+            format!("at most {} entries", bounds::TRUSTED_PROXIES),
+        ));
+    }
+    raw.iter()
+        .enumerate()
+        .map(|(i, p)| IpNet::parse(p).map_err(|e| c.err(format!("trusted_proxies[{i}]"), e)))
+        .collect()
 }
 
 /// Service callers' keys, kept only as SHA-256.

@@ -232,6 +232,10 @@ fn every_duration_and_size_has_an_upper_bound() {
         ("max_forced_token_refreshes_per_hour", "1000000"),
         ("http_request_timeout_seconds", "999999"),
         ("shutdown_grace_seconds", "7200"),
+        ("database_timeout_ms", "60001"),
+        ("redis_timeout_ms", "10001"),
+        ("login_rate_per_client", "1000001"),
+        ("login_rate_per_app", "1000001"),
     ];
     for (key, value) in cases {
         let e = load_str(&format!("{key} = {value}\n{OA}"));
@@ -279,4 +283,69 @@ fn event_retention_defaults_to_a_year_is_bounded_and_overridable() {
     assert_eq!(e.problem, "must be between 1 and 3650, not 4000");
     let env = vec![("WXUNION_EVENT_RETENTION_DAYS".to_owned(), "90".to_owned())];
     assert_eq!(Config::load(None, env).unwrap().event_retention_days, 90);
+}
+
+#[test]
+fn fault_bounds_and_login_limits_have_defaults_and_zero_turns_a_limit_off() {
+    let c = load_str(OA).unwrap();
+    assert_eq!(c.database_timeout_ms, 1_000);
+    assert_eq!(c.redis_timeout_ms, 500);
+    assert_eq!(c.login_rate_per_client, 60);
+    assert_eq!(c.login_rate_per_app, 1_000);
+    assert!(c.trusted_proxies.is_empty());
+    // Sandbox mode keeps the limits on.
+    let sandbox = Config::load(None, Vec::new()).unwrap();
+    assert_eq!(sandbox.login_rate_per_client, 60);
+    assert_eq!(sandbox.login_rate_per_app, 1_000);
+    let off = load_str(&format!(
+        "login_rate_per_client = 0\nlogin_rate_per_app = 0\n{OA}"
+    ))
+    .unwrap();
+    assert_eq!((off.login_rate_per_client, off.login_rate_per_app), (0, 0));
+    for (key, value, problem) in [
+        (
+            "database_timeout_ms",
+            "99",
+            "must be between 100 and 60000, not 99",
+        ),
+        (
+            "redis_timeout_ms",
+            "9",
+            "must be between 10 and 10000, not 9",
+        ),
+    ] {
+        let e = load_str(&format!("{key} = {value}\n{OA}")).unwrap_err();
+        assert_eq!((e.key.as_str(), e.problem.as_str()), (key, problem));
+    }
+}
+
+#[test]
+fn trusted_proxies_are_networks_from_the_file_or_a_comma_separated_variable() {
+    let c = load_str(&format!(
+        "trusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\", \"::1\"]\n{OA}"
+    ))
+    .unwrap();
+    let shown: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+    assert_eq!(shown, ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
+    let env = vec![(
+        "WXUNION_TRUSTED_PROXIES".to_owned(),
+        " 192.168.0.0/16 , 127.0.0.1,".to_owned(),
+    )];
+    let c = Config::load(None, env).unwrap();
+    let shown: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+    assert_eq!(shown, ["192.168.0.0/16", "127.0.0.1/32"]);
+    let e = load_str(&format!(
+        "trusted_proxies = [\"10.0.0.0/8\", \"proxy.local\"]\n{OA}"
+    ))
+    .unwrap_err();
+    assert_eq!(e.key, "trusted_proxies[1]");
+    assert!(e.problem.contains("not an IP address"), "{e}");
+    let e = load_str(&format!("trusted_proxies = [\"10.0.0.0/40\"]\n{OA}")).unwrap_err();
+    assert_eq!(e.key, "trusted_proxies[0]");
+    let env = vec![(
+        "WXUNION_TRUSTED_PROXIES".to_owned(),
+        "10.0.0.0/8,nope".to_owned(),
+    )];
+    let e = Config::load(None, env).unwrap_err();
+    assert_eq!(e.key, "trusted_proxies[1]");
 }

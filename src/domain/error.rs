@@ -59,6 +59,39 @@ impl Error {
         matches!(self, Error::Upstream { .. } | Error::RateLimited { .. })
     }
 
+    /// The same error again, for each of several callers that waited for one piece of work
+    /// (an internal cause is carried as its text: `anyhow` errors cannot be copied).
+    pub fn replicate(&self) -> Error {
+        match self {
+            Error::BadRequest(m) => Error::BadRequest(m.clone()),
+            Error::WechatBadRequest { errcode, errmsg } => Error::WechatBadRequest {
+                errcode: *errcode,
+                errmsg: errmsg.clone(),
+            },
+            Error::UnknownApp(a) => Error::UnknownApp(a.clone()),
+            Error::InvalidCode { errcode, errmsg } => Error::InvalidCode {
+                errcode: *errcode,
+                errmsg: errmsg.clone(),
+            },
+            Error::Unauthenticated => Error::Unauthenticated,
+            Error::Forbidden => Error::Forbidden,
+            Error::RateLimited { errcode, errmsg } => Error::RateLimited {
+                errcode: *errcode,
+                errmsg: errmsg.clone(),
+            },
+            Error::Upstream {
+                errcode,
+                errmsg,
+                detail,
+            } => Error::Upstream {
+                errcode: *errcode,
+                errmsg: errmsg.clone(),
+                detail: detail.clone(),
+            },
+            Error::Internal(cause) => Error::Internal(anyhow::anyhow!("{cause:#}")),
+        }
+    }
+
     /// WeChat's own errcode/errmsg, when the error came from WeChat.
     pub fn wechat(&self) -> Option<(i64, &str)> {
         match self {
@@ -80,3 +113,52 @@ impl Error {
 
 /// The crate-wide result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replicated_error_says_the_same_thing() {
+        let cases = [
+            Error::BadRequest("b".into()),
+            Error::WechatBadRequest {
+                errcode: 40003,
+                errmsg: "m".into(),
+            },
+            Error::UnknownApp("wx".into()),
+            Error::InvalidCode {
+                errcode: 40029,
+                errmsg: "m".into(),
+            },
+            Error::Unauthenticated,
+            Error::Forbidden,
+            Error::RateLimited {
+                errcode: Some(45011),
+                errmsg: Some("m".into()),
+            },
+            Error::Upstream {
+                errcode: None,
+                errmsg: None,
+                detail: "timed out".into(),
+            },
+            Error::internal(anyhow::anyhow!("inner").context("outer")),
+        ];
+        for e in cases {
+            let r = e.replicate();
+            assert_eq!(
+                format!("{r:?}").split('(').next(),
+                format!("{e:?}").split('(').next()
+            );
+            assert_eq!(r.to_string(), e.to_string());
+            assert_eq!(r.wechat(), e.wechat());
+            assert_eq!(r.is_permanent(), e.is_permanent());
+        }
+        let Error::Internal(cause) =
+            Error::internal(anyhow::anyhow!("inner").context("outer")).replicate()
+        else {
+            panic!("not internal");
+        };
+        assert_eq!(format!("{cause:#}"), "outer: inner");
+    }
+}

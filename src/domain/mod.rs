@@ -2,12 +2,15 @@
 //! imports no other module of the crate; every other module builds on it.
 
 pub mod app;
+pub mod client_addr;
 pub mod error;
 pub mod event;
 pub mod follower_sync;
 pub mod ids;
 pub mod job;
 pub mod link;
+pub mod rate;
+pub mod throttle;
 pub mod unionid;
 pub mod user;
 

@@ -92,6 +92,11 @@ impl Caller {
     }
 }
 
+/// The network address of the client of a request (see `domain::client_addr`), put in the
+/// request data by the HTTP layer; absent for a request made in process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub std::net::IpAddr);
+
 /// The caller stored in the request data by the HTTP layer (anonymous if it is missing).
 pub fn caller<'a>(ctx: &'a Context<'_>) -> &'a Caller {
     static ANONYMOUS: Caller = Caller::Anonymous;

@@ -13,7 +13,7 @@ mod types;
 
 use async_graphql::{EmptySubscription, Schema};
 
-pub use auth::Caller;
+pub use auth::{Caller, ClientAddress};
 pub use mutation::Mutation;
 pub use query::Query;
 

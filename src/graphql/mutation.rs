@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, Object};
 
-use super::auth::caller;
+use super::auth::{ClientAddress, caller};
 use super::errors::service;
 use super::types::{FollowerSyncGql, IdentityGql, LoginPayload, ResolvePayload, UserGql};
 use crate::domain::{AppId, LoginCode, OpenId, UserId};
@@ -14,7 +14,8 @@ pub struct Mutation;
 impl Mutation {
     /// Public: the code from `wx.login` (mini program) or from an OAuth redirect
     /// (official-account web page, website, mobile app) is the credential. Returns a session
-    /// token for `Authorization: Bearer`; WeChat's session_key stays on the server.
+    /// token for `Authorization: Bearer`; WeChat's session_key stays on the server. Rate
+    /// limited per client address and per app (RATE_LIMITED before any WeChat call).
     async fn login_with_code(
         &self,
         ctx: &Context<'_>,
@@ -23,7 +24,10 @@ impl Mutation {
     ) -> async_graphql::Result<LoginPayload> {
         let app_id = AppId::parse(&app_id)?;
         let code = LoginCode::parse(&code)?;
-        let login = service(ctx)?.login_with_code(&app_id, &code).await?;
+        let client = ctx.data_opt::<ClientAddress>().map(|c| c.0);
+        let login = service(ctx)?
+            .login_with_code_from(&app_id, &code, client)
+            .await?;
         Ok(LoginPayload {
             session_token: login.session_token,
             expires_at: login.expires_at,

@@ -19,20 +19,23 @@
 //! to a request that never reached execution has no `data` key.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, OperationType};
+use axum::Extension;
 use axum::body::Body;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde_json::{Map, Value, json};
 
 use super::AppState;
+use crate::domain::client_addr::client_address;
 use crate::graphql::limits::{self, Limits};
-use crate::graphql::{Caller, errors};
+use crate::graphql::{Caller, ClientAddress, errors};
 
 use super::GRAPHQL_BODY_LIMIT;
 
@@ -363,9 +366,28 @@ fn record(operation: &str, outcome: &'static str, started: Option<Instant>) {
     }
 }
 
+/// The TCP peer of a request, when it came over the network (not for in-process requests).
+type Peer = Option<Extension<ConnectInfo<SocketAddr>>>;
+
+/// The client address of a request: its peer, or the address a trusted proxy forwarded.
+fn client_of(state: &AppState, headers: &HeaderMap, peer: Peer) -> Option<ClientAddress> {
+    let forwarded: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    client_address(
+        peer.map(|Extension(ConnectInfo(addr))| addr.ip()),
+        &forwarded,
+        &state.service.config().trusted_proxies,
+    )
+    .map(ClientAddress)
+}
+
 /// `GET /graphql`: GraphiQL for a browser, a query (never a mutation) for a JSON client.
 pub async fn get(
     State(state): State<Arc<AppState>>,
+    peer: Peer,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
@@ -376,13 +398,21 @@ pub async fn get(
         return refuse(not_acceptable(), MediaType::Json);
     };
     match params_from_url(raw.as_deref()) {
-        Ok(params) => run(&state, &headers, params, media, true).await,
+        Ok(params) => {
+            let client = client_of(&state, &headers, peer);
+            run(&state, &headers, client, params, media, true).await
+        }
         Err(r) => refuse(r, media),
     }
 }
 
 /// `POST /graphql`: any operation, as a JSON body.
-pub async fn post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+pub async fn post(
+    State(state): State<Arc<AppState>>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let Some(media) = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())) else {
         return refuse(not_acceptable(), MediaType::Json);
     };
@@ -392,7 +422,10 @@ pub async fn post(State(state): State<Arc<AppState>>, headers: HeaderMap, body: 
         params_from_json(&body)
     };
     match params.await {
-        Ok(params) => run(&state, &headers, params, media, false).await,
+        Ok(params) => {
+            let client = client_of(&state, &headers, peer);
+            run(&state, &headers, client, params, media, false).await
+        }
         Err(r) => refuse(r, media),
     }
 }
@@ -421,6 +454,7 @@ fn not_acceptable() -> Refusal {
 async fn run(
     state: &AppState,
     headers: &HeaderMap,
+    client: Option<ClientAddress>,
     params: Params,
     media: MediaType,
     is_get: bool,
@@ -483,6 +517,9 @@ async fn run(
             params.variables,
         )))
         .data(caller);
+    if let Some(client) = client {
+        request = request.data(client);
+    }
     if let Some(name) = params.operation_name {
         request = request.operation_name(name);
     }

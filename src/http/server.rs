@@ -32,6 +32,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
@@ -39,7 +40,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -155,7 +156,7 @@ pub async fn serve(
                 forget(&mut open, done);
             }
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
                     let Some(permit) = admit(&slots, &open).await else {
                         tracing::debug!("connection cap reached and none idle; closing the new connection");
                         closed("over_capacity", 1);
@@ -164,6 +165,7 @@ pub async fn serve(
                     let conn = Arc::new(Conn::new());
                     let handle = tasks.spawn(serve_connection(
                         stream,
+                        peer,
                         conn.clone(),
                         app.clone(),
                         limits,
@@ -274,6 +276,7 @@ fn closed(reason: &'static str, n: u64) {
 /// make room, or the shutdown drops it.
 async fn serve_connection(
     stream: TcpStream,
+    peer: SocketAddr,
     conn: Arc<Conn>,
     app: Router,
     limits: Limits,
@@ -285,7 +288,10 @@ async fn serve_connection(
         conn: conn.clone(),
     });
     let tracker = conn.clone();
-    let service = service_fn(move |req: hyper::Request<Incoming>| {
+    let service = service_fn(move |mut req: hyper::Request<Incoming>| {
+        // Handlers read the peer as axum's `ConnectInfo` (the GraphQL handler: the client
+        // address of the login rate limits).
+        req.extensions_mut().insert(ConnectInfo(peer));
         let in_flight = tracker.begin_request();
         let app = app.clone();
         async move {

@@ -39,7 +39,11 @@ async fn app() -> Router {
     .unwrap();
     router(AppState {
         schema: crate::graphql::build(Some(service.clone())),
-        inbox: Inbox::start(db, Arc::new(tokio::sync::Notify::new())),
+        inbox: Inbox::start(
+            db,
+            Arc::new(tokio::sync::Notify::new()),
+            service.database_timeout(),
+        ),
         metrics: crate::telemetry::metrics_handle(),
         refusals: Arc::new(super::refusals::RefusalLog::new()),
         service,

@@ -149,16 +149,18 @@ async fn record(
     let job = EventJob::from_message(msg);
     let payload = serde_json::to_string(&job).map_err(|_| Refused::NotRecorded)?;
     let now = state.service.now();
-    let recorded = state
-        .inbox
-        .record(NewJob {
-            kind: JobKind::CallbackEvent,
-            app_id: app.app_id.clone(),
-            dedupe_key: msg.dedupe_key(&app.app_id),
-            payload,
-            now,
-        })
+    // Bounded: with the database down or hung WeChat hears 503 within `database_timeout_ms`
+    // and retries (a job given up here may still be committed: its retry is a duplicate).
+    let recording = state.inbox.record(NewJob {
+        kind: JobKind::CallbackEvent,
+        app_id: app.app_id.clone(),
+        dedupe_key: msg.dedupe_key(&app.app_id),
+        payload,
+        now,
+    });
+    let recorded = tokio::time::timeout(state.service.database_timeout(), recording)
         .await
+        .map_err(|_| Refused::NotRecorded)?
         .map_err(|_| Refused::NotRecorded)?;
     if recorded == Recorded::Duplicate {
         // Answered like the first time (a retry means WeChat missed that answer), no effect.

@@ -38,7 +38,9 @@ impl Service {
         before: Option<i64>,
     ) -> Result<EventPage> {
         let limit = page_size(first)?;
-        let mut events = store::events::page(&self.db, user_id, before, limit + 1).await?;
+        let mut events = self
+            .bounded(store::events::page(&self.db, user_id, before, limit + 1))
+            .await?;
         let has_next_page = events.len() as u64 > limit;
         events.truncate(limit as usize);
         Ok(EventPage {

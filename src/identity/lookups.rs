@@ -12,20 +12,25 @@ impl Service {
     /// `userById`: the user of an id; an id merged away answers the user it was merged into
     /// (following `merged_into`, bounded and cycle-safe). `None` for an id never seen.
     pub async fn user_by_id(&self, id: &UserId) -> Result<Option<User>> {
-        Ok(store::users::live(&self.db, id).await?)
+        self.bounded(store::users::live(&self.db, id)).await
     }
 
     /// `identity(appId, openId)`: the identity as recorded, `None` when never seen. The app
     /// must be configured (of any kind): UNKNOWN_APP otherwise.
     pub async fn identity(&self, app_id: &AppId, open_id: &OpenId) -> Result<Option<Identity>> {
         self.app(app_id, &AppKind::ALL)?;
-        Ok(store::users::identity(&self.db, app_id.as_str(), open_id.as_str()).await?)
+        self.bounded(store::users::identity(
+            &self.db,
+            app_id.as_str(),
+            open_id.as_str(),
+        ))
+        .await
     }
 
     /// The user an identity belongs to (identities always belong to a live user: a merge
     /// moves them).
     pub async fn user_of(&self, identity: &Identity) -> Result<User> {
-        store::users::live(&self.db, &identity.user_id)
+        self.bounded(store::users::live(&self.db, &identity.user_id))
             .await?
             .ok_or_else(|| {
                 Error::internal(anyhow::anyhow!(

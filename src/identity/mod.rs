@@ -4,6 +4,8 @@
 //! storage stays in `store`.
 
 pub mod audit;
+pub mod deadline;
+pub mod login_guard;
 mod lookups;
 mod phones;
 mod service;

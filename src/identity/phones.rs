@@ -14,8 +14,9 @@ impl Service {
     /// program still configured as one (UNKNOWN_APP otherwise); an invalid, expired or used
     /// code is INVALID_CODE.
     pub async fn bind_phone_number(&self, session: &Session, code: &LoginCode) -> Result<User> {
-        let Some((app_id, open_id)) =
-            store::phones::session_origin(&self.db, &session.token_hash).await?
+        let Some((app_id, open_id)) = self
+            .bounded(store::phones::session_origin(&self.db, &session.token_hash))
+            .await?
         else {
             // Ended between the authentication of this request and now.
             return Err(Error::Unauthenticated);
@@ -30,31 +31,32 @@ impl Service {
                 async move { wechat.user_phone_number(&token, &code).await }
             })
             .await?;
-        let bound = store::phones::bind(
-            &self.db,
-            &session.user.id,
-            &NewPhone {
-                app_id: app_id.as_str(),
-                open_id: &open_id,
-                phone_number: &info.phone_number,
-                pure_phone_number: &info.pure_phone_number,
-                country_code: &info.country_code,
-                now: self.clock.now(),
-            },
-        )
-        .await?;
+        let bound = self
+            .bounded_after_wechat(store::phones::bind(
+                &self.db,
+                &session.user.id,
+                &NewPhone {
+                    app_id: app_id.as_str(),
+                    open_id: &open_id,
+                    phone_number: &info.phone_number,
+                    pure_phone_number: &info.pure_phone_number,
+                    country_code: &info.country_code,
+                    now: self.clock.now(),
+                },
+            ))
+            .await?;
         let Some((owner, _)) = bound else {
             return Err(Error::Unauthenticated);
         };
         tracing::info!(user_id = %owner, app_id = %app_id, "phone number bound");
         metrics::counter!("wxunion_phone_bindings_total").increment(1);
-        store::users::live(&self.db, &owner)
+        self.bounded_after_wechat(store::users::live(&self.db, &owner))
             .await?
             .ok_or(Error::Unauthenticated)
     }
 
     /// The number bound to a user, if any. Who may read it is the caller's check.
     pub async fn phone_number(&self, user_id: &UserId) -> Result<Option<PhoneNumber>> {
-        Ok(store::phones::of(&self.db, user_id).await?)
+        self.bounded(store::phones::of(&self.db, user_id)).await
     }
 }

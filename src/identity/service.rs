@@ -7,7 +7,6 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sea_orm::DatabaseConnection;
-use secrecy::ExposeSecret;
 
 use crate::cache::Cache;
 use crate::clock::SharedClock;
@@ -48,6 +47,10 @@ pub struct Service {
     pub(super) clock: SharedClock,
     /// Per-app runs of logins without a unionid, to spot an app unbound from its platform.
     pub(super) unbound: Arc<super::unbound::UnboundWatch>,
+    /// What request paths last saw of the database (see `deadline`).
+    pub(super) db_health: Arc<super::deadline::DbHealth>,
+    /// The login rate limits' in-process fallback (see `login_guard`).
+    pub(super) login_guard: Arc<super::login_guard::LoginGuard>,
 }
 
 /// Whether the service's database and cache answer, for `/readyz`.
@@ -61,15 +64,23 @@ pub struct Readiness {
 /// Connects the database (applying pending migrations) and the cache a configuration names.
 pub async fn connect_storage(config: &Config) -> anyhow::Result<(DatabaseConnection, Cache)> {
     use anyhow::Context as _;
-    let db = store::connect(&config.database_url, config.database_max_connections)
-        .await
-        .context("cannot connect to the database (database_url)")?;
+    let db = store::connect_bounded(
+        &config.database_url,
+        config.database_max_connections,
+        super::deadline::pool_timeout(config.database_timeout_ms),
+    )
+    .await
+    .context("cannot connect to the database (database_url)")?;
     store::migrate(&db)
         .await
         .context("cannot apply migrations")?;
-    let cache = Cache::connect(config.redis_url.as_deref(), &config.redis_prefix)
-        .await
-        .context("cannot connect to Redis (redis_url)")?;
+    let cache = Cache::connect_bounded(
+        config.redis_url.as_deref(),
+        &config.redis_prefix,
+        Duration::from_millis(config.redis_timeout_ms),
+    )
+    .await
+    .context("cannot connect to Redis (redis_url)")?;
     Ok((db, cache))
 }
 
@@ -107,6 +118,8 @@ impl Service {
             tokens,
             clock,
             unbound: Arc::new(super::unbound::UnboundWatch::default()),
+            db_health: Arc::default(),
+            login_guard: Arc::default(),
         })
     }
 
@@ -120,10 +133,13 @@ impl Service {
         self.clock.now()
     }
 
-    /// Pings the database and the cache, each bounded by `timeout`.
+    /// Pings the database and the cache at once, each bounded by `timeout` (and the database
+    /// also by `database_timeout_ms`).
     pub async fn readiness(&self, timeout: Duration) -> Readiness {
-        let db = tokio::time::timeout(timeout, store::ping(&self.db)).await;
-        let cache = tokio::time::timeout(timeout, self.cache.ping()).await;
+        let (db, cache) = tokio::join!(
+            tokio::time::timeout(timeout, self.bounded(store::ping(&self.db))),
+            tokio::time::timeout(timeout, self.cache.ping()),
+        );
         Readiness {
             database: matches!(db, Ok(Ok(()))),
             cache: matches!(cache, Ok(Ok(()))),
@@ -161,18 +177,16 @@ impl Service {
             }
         };
         self.unbound.login(app, union_id.is_some());
-        // The session key goes to the cache while the database does its part.
+        // The session key goes to the cache while the database does its part; a cache
+        // failure never fails the login (WeChat has used the code by now).
         let keep_key = async {
-            let Some(key) = &session_key else { return };
-            let ttl = Duration::from_secs(self.config.session_ttl_seconds);
-            let name = format!("session_key:{}:{}", app.app_id, open_id);
-            if let Err(e) = self.cache.set(&name, key.expose_secret(), ttl).await {
-                tracing::warn!(error = %e, "could not keep the session key; the login goes on");
+            if let Some(key) = &session_key {
+                self.keep_session_key(app, &open_id, key).await;
             }
         };
         let (_, linked) = tokio::join!(
             keep_key,
-            self.link_and_open(app, &open_id, union_id.as_ref())
+            self.bounded_after_wechat(self.link_and_open(app, &open_id, union_id.as_ref()))
         );
         let (linked, token, expires_at) = linked?;
         metrics::counter!("wxunion_logins_total", "new_user" => linked.is_new_user.to_string())
@@ -266,12 +280,12 @@ impl Service {
         let union_id = parse_union_id(info.unionid.as_deref(), "user/info")?;
         let now = self.clock.now().timestamp();
         let linked = self
-            .link(
+            .bounded_after_wechat(self.link(
                 app,
                 open_id,
                 union_id.as_ref(),
                 Some((info.subscribe == 1, now)),
-            )
+            ))
             .await?;
         Ok((linked.user, linked.identity))
     }
@@ -348,7 +362,8 @@ impl Service {
 
     /// `user(unionId)`.
     pub async fn user_by_union_id(&self, union_id: &UnionId) -> Result<Option<User>> {
-        Ok(store::users::by_union_id(&self.db, union_id).await?)
+        self.bounded(store::users::by_union_id(&self.db, union_id))
+            .await
     }
 
     /// The session of a token, if it is live: looked up in the database on every call (no
@@ -356,19 +371,24 @@ impl Service {
     /// is the live one (a session opened just before a merge answers the survivor).
     pub async fn session_user(&self, token: &str) -> Result<Option<Session>> {
         let token_hash = sha256_hex(token);
-        let Some(user_id) =
-            store::sessions::user_of(&self.db, &token_hash, self.clock.now()).await?
-        else {
-            return Ok(None);
+        let lookup = async {
+            let Some(user_id) =
+                store::sessions::user_of(&self.db, &token_hash, self.clock.now()).await?
+            else {
+                return Ok(None);
+            };
+            store::users::live(&self.db, &user_id).await
         };
-        Ok(store::users::live(&self.db, &user_id)
+        Ok(self
+            .bounded(lookup)
             .await?
             .map(|user| Session { user, token_hash }))
     }
 
     /// A user's identities.
     pub async fn identities(&self, user_id: &UserId) -> Result<Vec<Identity>> {
-        Ok(store::users::identities_of(&self.db, user_id).await?)
+        self.bounded(store::users::identities_of(&self.db, user_id))
+            .await
     }
 }
 

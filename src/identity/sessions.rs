@@ -11,7 +11,8 @@ impl Service {
     /// `logout`: ends the calling session; whether it still existed (two concurrent logouts
     /// with one token: one of them finds it gone).
     pub async fn logout(&self, session: &Session) -> Result<bool> {
-        Ok(store::sessions::end(&self.db, &session.token_hash).await?)
+        self.bounded(store::sessions::end(&self.db, &session.token_hash))
+            .await
     }
 
     /// `revokeSessions`: ends every live session of the user an id names now (an id merged
@@ -19,7 +20,13 @@ impl Service {
     /// ended too) and records `SESSIONS_REVOKED`. Returns how many were ended; 0 for an
     /// unknown id.
     pub async fn revoke_sessions(&self, user_id: &UserId) -> Result<u64> {
-        let ended = store::sessions::revoke_all(&self.db, user_id, self.clock.now()).await?;
+        let ended = self
+            .bounded(store::sessions::revoke_all(
+                &self.db,
+                user_id,
+                self.clock.now(),
+            ))
+            .await?;
         if let Some(n) = ended {
             tracing::info!(user_id = %user_id, ended = n, "sessions revoked");
         }

@@ -61,15 +61,20 @@ pub fn owner() -> String {
 /// The running sync of an official account, or a failed one resumed, or a new one.
 pub async fn start(service: &Service, app_id: &AppId) -> Result<FollowerSync, Error> {
     service.app(app_id, &[AppKind::OfficialAccount])?;
-    Ok(
-        store::follower_syncs::start_or_resume(&service.db, app_id.as_str(), service.clock.now())
-            .await?,
-    )
+    service
+        .bounded(store::follower_syncs::start_or_resume(
+            &service.db,
+            app_id.as_str(),
+            service.clock.now(),
+        ))
+        .await
 }
 
 /// A sync by id.
 pub async fn get(service: &Service, id: i64) -> Result<Option<FollowerSync>, Error> {
-    Ok(store::follower_syncs::get(&service.db, id).await?)
+    service
+        .bounded(store::follower_syncs::get(&service.db, id))
+        .await
 }
 
 /// `syncFollowers`: starts (or resumes) the app's sync and, unless a live runner holds it,

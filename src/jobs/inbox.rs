@@ -7,6 +7,7 @@
 //! while each is still answered only after its row is on disk.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
 use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
@@ -42,10 +43,11 @@ pub struct Inbox {
 
 impl Inbox {
     /// Starts the collector; `wake` is notified after every commit so local workers start at
-    /// once instead of at their next poll.
-    pub fn start(db: DatabaseConnection, wake: Arc<Notify>) -> Inbox {
+    /// once instead of at their next poll. A write that takes longer than `deadline` (a hung
+    /// database) is given up and its jobs answered with an error, freeing its flush slot.
+    pub fn start(db: DatabaseConnection, wake: Arc<Notify>, deadline: Duration) -> Inbox {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(collect(db, rx, wake));
+        tokio::spawn(collect(db, rx, wake, deadline));
         Inbox { tx }
     }
 
@@ -62,7 +64,12 @@ impl Inbox {
     }
 }
 
-async fn collect(db: DatabaseConnection, mut rx: mpsc::Receiver<Pending>, wake: Arc<Notify>) {
+async fn collect(
+    db: DatabaseConnection,
+    mut rx: mpsc::Receiver<Pending>,
+    wake: Arc<Notify>,
+    deadline: Duration,
+) {
     let flushes = Arc::new(Semaphore::new(MAX_FLUSHES));
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -76,7 +83,16 @@ async fn collect(db: DatabaseConnection, mut rx: mpsc::Receiver<Pending>, wake: 
         let wake = wake.clone();
         tokio::spawn(async move {
             let size = batch.len();
-            let result = flush(&db, &batch).await;
+            // Given up, the statement may still commit later: the jobs were answered with an
+            // error, so WeChat retries them and the retries are deduplicated.
+            let result = tokio::time::timeout(deadline, flush(&db, &batch))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(sea_orm::DbErr::Custom(format!(
+                        "no answer within {} ms",
+                        deadline.as_millis()
+                    )))
+                });
             drop(permit);
             metrics::histogram!("wxunion_inbox_batch_size").record(size as f64);
             match result {

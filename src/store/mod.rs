@@ -20,13 +20,27 @@ impl From<DbErr> for crate::domain::Error {
     }
 }
 
+/// Opens the pool for a command or a test: a connection may take up to 10 s to come.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    connect_bounded(url, max_connections, Duration::from_secs(10)).await
+}
+
 /// Opens the pool. SQLite gets a single connection: it has one writer at a time anyway, and
 /// one connection turns "database is locked" races into an orderly queue.
-pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+///
+/// `acquire_timeout` bounds every wait for a connection (opening one included): with the
+/// database down or every connection busy, a statement fails after it instead of queueing.
+/// It bounds no statement once it runs (no `statement_timeout`: migrations and the follower
+/// backfill may take long); request paths bound their database work themselves.
+pub async fn connect_bounded(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.sqlx_logging(false)
-        .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(10));
+        .connect_timeout(acquire_timeout)
+        .acquire_timeout(acquire_timeout);
     if url.starts_with("sqlite:") {
         opts.max_connections(1).min_connections(1);
     } else {

@@ -195,6 +195,18 @@ impl WechatClient {
         query: &[(&str, &str)],
         body: Body<'_>,
     ) -> Result<T, CallError> {
+        self.call_with(api, query, body, true).await
+    }
+
+    /// [`WechatClient::call`], retrying a timed-out attempt only if `retry_timeout`: a call
+    /// others wait for (the access-token refresh) costs them at most one timeout.
+    async fn call_with<T: DeserializeOwned>(
+        &self,
+        api: &'static str,
+        query: &[(&str, &str)],
+        body: Body<'_>,
+        retry_timeout: bool,
+    ) -> Result<T, CallError> {
         let mut timed_out_before = false;
         let mut last = CallError::Transport("not attempted".into());
         for attempt in 0..ATTEMPTS {
@@ -231,6 +243,10 @@ impl WechatClient {
                 .record(started.elapsed().as_secs_f64());
             match outcome {
                 Ok(v) => return Ok(v),
+                Err(e @ CallError::Transport(_)) if timed_out_before && !retry_timeout => {
+                    tracing::warn!(api, attempt, error = ?e, "WeChat call timed out");
+                    return Err(e);
+                }
                 Err(e @ CallError::Wechat { errcode: -1, .. })
                 | Err(e @ CallError::Transport(_)) => {
                     tracing::warn!(api, attempt, error = ?e, "WeChat call failed, may retry");
@@ -290,7 +306,9 @@ impl WechatClient {
         Ok(self.call(api, &query, Body::None).await?)
     }
 
-    /// `cgi-bin/token` (classic) or `cgi-bin/stable_token`, as the app is configured.
+    /// `cgi-bin/token` (classic) or `cgi-bin/stable_token`, as the app is configured. A
+    /// timed-out attempt is not retried: every caller waiting for the token waits for this
+    /// call, so a slow WeChat costs each of them one timeout, not two.
     #[tracing::instrument(skip_all, fields(app_id = %app.app_id, force_refresh))]
     pub async fn fetch_token(
         &self,
@@ -304,7 +322,8 @@ impl WechatClient {
                     ("appid", app.app_id.as_str()),
                     ("secret", app.secret.expose_secret()),
                 ];
-                self.call("cgi-bin/token", &query, Body::None).await
+                self.call_with("cgi-bin/token", &query, Body::None, false)
+                    .await
             }
             crate::domain::TokenEndpoint::Stable => {
                 let body = serde_json::json!({
@@ -313,7 +332,7 @@ impl WechatClient {
                     "secret": app.secret.expose_secret(),
                     "force_refresh": force_refresh,
                 });
-                self.call("cgi-bin/stable_token", &[], Body::Json(&body))
+                self.call_with("cgi-bin/stable_token", &[], Body::Json(&body), false)
                     .await
             }
         }

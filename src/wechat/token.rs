@@ -8,12 +8,23 @@
 //! only if the cache still holds that very token, so a slow instance can never throw away a
 //! token another instance just refreshed; forced refreshes are capped per app and hour.
 //!
+//! Within one instance, concurrent callers that miss the cache share one in-flight refresh per
+//! app (a single flight): one of them runs it (in a task of its own, so that it finishes even
+//! if that caller goes away), the others wait for its outcome, failure included. A slow or
+//! failing WeChat thus costs each of them one token call's time, once, instead of each running
+//! the failing refresh after the previous one.
+//!
 //! Waiting for another instance reads tokio's clock ([`tokio::time::Instant`] and
 //! [`tokio::time::sleep`]), not the injected wall clock: it is a local, monotonic wait, which
 //! a paused tokio clock makes virtual and exact in the unit tests below.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
 
 use tokio::time::Instant;
 
@@ -28,12 +39,19 @@ const EARLY: i64 = 300;
 const LOCK_TTL: Duration = Duration::from_secs(15);
 const POLL: Duration = Duration::from_millis(20);
 
+/// The outcome of one refresh, as every caller waiting for it gets it.
+type Outcome = std::result::Result<String, Arc<Error>>;
+/// A refresh in flight: `(app, the failed token it replaces)` → its shared outcome, and the
+/// number that tells it apart from a later refresh of the same key.
+type Flights = Mutex<HashMap<(String, Option<String>), (u64, Shared<BoxFuture<'static, Outcome>>)>>;
+
 /// The shared token manager.
 #[derive(Clone)]
 pub struct AccessTokens {
     cache: Cache,
     client: WechatClient,
     max_forced_per_hour: i64,
+    flights: Arc<Flights>,
 }
 
 impl AccessTokens {
@@ -42,6 +60,7 @@ impl AccessTokens {
             cache,
             client,
             max_forced_per_hour: i64::try_from(max_forced_per_hour).unwrap_or(i64::MAX),
+            flights: Arc::default(),
         }
     }
 
@@ -91,7 +110,65 @@ impl AccessTokens {
         format!("token-forced:{}", app.app_id)
     }
 
+    /// A token from the cache, or from the refresh in flight for this app on this instance
+    /// (started here if there is none).
     async fn obtain(&self, app: &AppConfig, failed: Option<&str>) -> Result<String> {
+        if let Some(t) = self.cache.get(&Self::key(app)).await?
+            && Some(t.as_str()) != failed
+        {
+            return Ok(t);
+        }
+        self.single_flight(app, failed).await
+    }
+
+    /// Joins the refresh in flight for `(app, failed)`, or starts one.
+    async fn single_flight(&self, app: &AppConfig, failed: Option<&str>) -> Result<String> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let key = (app.app_id.clone(), failed.map(str::to_owned));
+        let flight = {
+            let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+            match flights.get(&key) {
+                Some((_, flight)) => {
+                    metrics::counter!("wxunion_access_token_waits_total").increment(1);
+                    flight.clone()
+                }
+                None => {
+                    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let this = self.clone();
+                    let app = app.clone();
+                    let task_key = key.clone();
+                    // A task of its own: it finishes (and releases the cross-instance lock)
+                    // even if every caller waiting for it goes away.
+                    let task = tokio::spawn(async move {
+                        let outcome = this
+                            .fetch_shared(&app, task_key.1.as_deref())
+                            .await
+                            .map_err(Arc::new);
+                        let mut flights = this.flights.lock().unwrap_or_else(|e| e.into_inner());
+                        if flights.get(&task_key).is_some_and(|(i, _)| *i == id) {
+                            flights.remove(&task_key);
+                        }
+                        outcome
+                    });
+                    let flight = async move {
+                        task.await.unwrap_or_else(|e| {
+                            Err(Arc::new(Error::internal(anyhow::anyhow!(
+                                "access-token refresh task failed: {e}"
+                            ))))
+                        })
+                    }
+                    .boxed()
+                    .shared();
+                    flights.insert(key, (id, flight.clone()));
+                    flight
+                }
+            }
+        };
+        flight.await.map_err(|e| e.replicate())
+    }
+
+    /// The token from the cache, or from one refresh across instances (the cache lock).
+    async fn fetch_shared(&self, app: &AppConfig, failed: Option<&str>) -> Result<String> {
         let key = Self::key(app);
         let lock_key = format!("token-lock:{}", app.app_id);
         let deadline = Instant::now() + LOCK_TTL;

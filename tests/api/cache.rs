@@ -21,6 +21,18 @@ async fn exercise(cache: Cache) {
     assert_eq!(cache.get("k").await.unwrap(), None);
     assert_eq!(cache.incr_window("n", ttl).await.unwrap(), 1);
     assert_eq!(cache.incr_window("n", ttl).await.unwrap(), 2);
+    // Counters in order, stopping after the first past its limit (0: none).
+    let pair = |limit_a: u64, limit_b: u64| {
+        vec![
+            ("a".to_owned(), ttl, limit_a),
+            ("b".to_owned(), ttl, limit_b),
+        ]
+    };
+    assert_eq!(cache.count_in_windows(&pair(2, 0)).await.unwrap(), [1, 1]);
+    assert_eq!(cache.count_in_windows(&pair(2, 0)).await.unwrap(), [2, 2]);
+    assert_eq!(cache.count_in_windows(&pair(2, 0)).await.unwrap(), [3]);
+    assert_eq!(cache.count_in_windows(&pair(0, 2)).await.unwrap(), [4, 3]);
+    assert!(cache.count_in_windows(&[]).await.unwrap().is_empty());
     cache
         .set("short", "x", Duration::from_millis(50))
         .await

@@ -83,6 +83,11 @@ kind = "official_account"
 token = "test-callback-token"
 "#;
 
+/// For tests that put tens or hundreds of requests at once on their one runtime thread (a
+/// debug build): database and Redis bounds far above the production defaults (1 s, 0.5 s),
+/// which such a queue of requests can pass without anything being wrong.
+pub const HEAVY_LOAD: &str = "database_timeout_ms = 10000\nredis_timeout_ms = 5000";
+
 /// Which database a test app runs on.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Db {
@@ -99,6 +104,8 @@ pub struct Options {
     pub share: Option<(String, String)>,
     /// Use this simulator instead of a new one.
     pub sim: Option<Simulator>,
+    /// Reach Redis at this URL (a fault test's proxy) instead of 127.0.0.1:6379.
+    pub redis_url: Option<String>,
 }
 
 impl Default for Options {
@@ -108,6 +115,7 @@ impl Default for Options {
             extra: String::new(),
             share: None,
             sim: None,
+            redis_url: None,
         }
     }
 }
@@ -302,8 +310,11 @@ pub async fn spawn_with(opts: Options) -> TestApp {
         .await
         .unwrap(),
     };
+    let redis_url = opts
+        .redis_url
+        .unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
     let text = format!(
-        "listen = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\nredis_url = \"redis://127.0.0.1:6379\"\n\
+        "listen = \"127.0.0.1:0\"\ndatabase_url = \"{database_url}\"\nredis_url = \"{redis_url}\"\n\
          redis_prefix = \"{redis_prefix}\"\nwechat_api_base = \"{}\"\n{}\n{APPS_TOML}",
         sim.base_url(),
         opts.extra

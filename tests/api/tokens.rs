@@ -10,17 +10,24 @@ fn count(v: &serde_json::Value, api: &str) -> u64 {
 
 #[tokio::test]
 async fn three_hundred_concurrent_resolves_on_three_instances_fetch_one_token() {
-    let first = spawn_app().await;
+    // 300 requests at once on this test's one runtime thread (debug build): see HEAVY_LOAD.
+    let first = spawn_with(Options {
+        extra: HEAVY_LOAD.into(),
+        ..Options::default()
+    })
+    .await;
     let shared = Some((first.database_url.clone(), first.redis_prefix.clone()));
     let second = spawn_with(Options {
         share: shared.clone(),
         sim: Some(first.sim.clone()),
+        extra: HEAVY_LOAD.into(),
         ..Options::default()
     })
     .await;
     let third = spawn_with(Options {
         share: shared,
         sim: Some(first.sim.clone()),
+        extra: HEAVY_LOAD.into(),
         ..Options::default()
     })
     .await;
