@@ -8,9 +8,11 @@
 //! would only throw away what WeChat already gave (a single-use code used up, a call of the
 //! quota). The pool's wait for a connection has that longer bound too ([`pool_timeout`]), for
 //! every user of the pool; a database that refuses connections fails at once anyway.
-//! A transaction cut off is rolled back by the driver; one cut off while its commit was on the
-//! wire may have been committed (every such write is idempotent or harmless: a link, a session
-//! whose token nobody received).
+//! Work that holds a transaction is never cut off: it runs in a task of its own and only the
+//! wait for it is bounded ([`Service::bounded_transaction`]), so a request answered `INTERNAL`
+//! at the bound may still see its transaction commit afterwards (every such write is
+//! idempotent or harmless: a link, a session whose token nobody received). Dropping a
+//! transaction half-way can return its connection to the pool still inside it.
 //!
 //! The outcome of every bounded stretch is remembered, so that a login can check the database
 //! before it spends a single-use code at WeChat ([`Service::database_ready`]): while the
@@ -129,6 +131,33 @@ impl Service {
         E: Into<Error>,
     {
         self.within(self.database_timeout() * AFTER_WECHAT, work)
+            .await
+    }
+
+    /// [`Service::bounded_after_wechat`] for work that holds a transaction: the work runs in
+    /// a task of its own and only the wait for it is bounded. Past the bound the request is
+    /// answered `INTERNAL` while the transaction still ends on its own (commits, or fails and
+    /// rolls back), instead of being dropped half-way: a transaction cut off mid-statement can
+    /// go back to the pool still open, and every later statement on that connection would run
+    /// inside it and never commit.
+    pub(super) async fn bounded_transaction<T, E>(
+        &self,
+        work: impl Future<Output = std::result::Result<T, E>> + Send + 'static,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        E: Into<Error> + Send + 'static,
+    {
+        let task = tokio::spawn(work);
+        let joined = async move {
+            match task.await {
+                Ok(outcome) => outcome.map_err(Into::into),
+                Err(e) => Err(Error::internal(anyhow::anyhow!(
+                    "database work failed: {e}"
+                ))),
+            }
+        };
+        self.within(self.database_timeout() * AFTER_WECHAT, joined)
             .await
     }
 

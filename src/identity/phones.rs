@@ -32,18 +32,26 @@ impl Service {
             })
             .await?;
         let bound = self
-            .bounded_after_wechat(store::phones::bind(
-                &self.db,
-                &session.user.id,
-                &NewPhone {
-                    app_id: app_id.as_str(),
-                    open_id: &open_id,
-                    phone_number: &info.phone_number,
-                    pure_phone_number: &info.pure_phone_number,
-                    country_code: &info.country_code,
-                    now: self.clock.now(),
-                },
-            ))
+            .bounded_transaction({
+                let (db, user_id, now) =
+                    (self.db.clone(), session.user.id.clone(), self.clock.now());
+                let app_id = app_id.clone();
+                async move {
+                    store::phones::bind(
+                        &db,
+                        &user_id,
+                        &NewPhone {
+                            app_id: app_id.as_str(),
+                            open_id: &open_id,
+                            phone_number: &info.phone_number,
+                            pure_phone_number: &info.pure_phone_number,
+                            country_code: &info.country_code,
+                            now,
+                        },
+                    )
+                    .await
+                }
+            })
             .await?;
         let Some((owner, _)) = bound else {
             return Err(Error::Unauthenticated);

@@ -186,7 +186,14 @@ impl Service {
         };
         let (_, linked) = tokio::join!(
             keep_key,
-            self.bounded_after_wechat(self.link_and_open(app, &open_id, union_id.as_ref()))
+            self.bounded_transaction({
+                let (service, app, open_id) = (self.clone(), app.clone(), open_id.clone());
+                async move {
+                    service
+                        .link_and_open(&app, &open_id, union_id.as_ref())
+                        .await
+                }
+            })
         );
         let (linked, token, expires_at) = linked?;
         metrics::counter!("wxunion_logins_total", "new_user" => linked.is_new_user.to_string())
@@ -280,12 +287,15 @@ impl Service {
         let union_id = parse_union_id(info.unionid.as_deref(), "user/info")?;
         let now = self.clock.now().timestamp();
         let linked = self
-            .bounded_after_wechat(self.link(
-                app,
-                open_id,
-                union_id.as_ref(),
-                Some((info.subscribe == 1, now)),
-            ))
+            .bounded_transaction({
+                let (service, app, open_id) = (self.clone(), app.clone(), open_id.clone());
+                let subscription = Some((info.subscribe == 1, now));
+                async move {
+                    service
+                        .link(&app, &open_id, union_id.as_ref(), subscription)
+                        .await
+                }
+            })
             .await?;
         Ok((linked.user, linked.identity))
     }

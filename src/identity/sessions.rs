@@ -21,11 +21,10 @@ impl Service {
     /// unknown id.
     pub async fn revoke_sessions(&self, user_id: &UserId) -> Result<u64> {
         let ended = self
-            .bounded(store::sessions::revoke_all(
-                &self.db,
-                user_id,
-                self.clock.now(),
-            ))
+            .bounded_transaction({
+                let (db, user_id, now) = (self.db.clone(), user_id.clone(), self.clock.now());
+                async move { store::sessions::revoke_all(&db, &user_id, now).await }
+            })
             .await?;
         if let Some(n) = ended {
             tracing::info!(user_id = %user_id, ended = n, "sessions revoked");
