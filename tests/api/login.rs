@@ -596,3 +596,58 @@ async fn a_login_abandoned_by_its_client_still_runs_to_its_end() {
         1
     );
 }
+
+/// Past its bound a login is answered `INTERNAL`, but the transaction it had begun is not cut
+/// off: it ends on its own once the database lets it, and leaves no connection inside it.
+#[tokio::test]
+async fn a_login_past_its_database_bound_answers_but_its_transaction_still_ends_cleanly() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+
+    let app = spawn_with(Options {
+        extra: "database_timeout_ms = 100\ndatabase_max_connections = 2".into(),
+        ..Options::default()
+    })
+    .await;
+    let person = get_json(&app.http, &app.sim_url("/sim/people/jun")).await;
+    let union_id = person["apps"][MP1]["unionid"].as_str().unwrap().to_owned();
+    let scope = app.config.app(MP1).unwrap().scope();
+    let blocker_db = app.db().await;
+    let blocker = blocker_db.begin().await.unwrap();
+    blocker
+        .execute_unprepared(&format!(
+            "INSERT INTO users (id, scope, union_id, created_at, updated_at) \
+             VALUES ('0000000000000000-blocker', '{scope}', '{union_id}', now(), now())"
+        ))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let v = app
+        .login_with_code(MP1, &app.mint_code(MP1, "jun").await)
+        .await;
+    assert_eq!(error_code(&v), Some("INTERNAL"), "{v}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    blocker.rollback().await.unwrap();
+    // The login's transaction goes on and commits; nothing is left open.
+    eventually(10, || async {
+        (app.count("SELECT COUNT(*) FROM sessions").await == 1).then_some(())
+    })
+    .await;
+    for i in 0..4 {
+        let v = app.login(MP1, &format!("after-{i}")).await;
+        let token = v["sessionToken"].as_str().unwrap_or_else(|| panic!("{v}"));
+        let stored = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM sessions WHERE token_hash = '{}'",
+                wxunion::config::sha256_hex(token)
+            ))
+            .await;
+        assert_eq!(stored, 1);
+    }
+    let open = app
+        .count(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND state LIKE 'idle in transaction%'",
+        )
+        .await;
+    assert_eq!(open, 0);
+}
