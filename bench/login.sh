@@ -137,6 +137,9 @@ redis_url = "redis://127.0.0.1:6379"
 redis_prefix = "$REDIS_PREFIX"
 wechat_api_base = "http://127.0.0.1:$SIM_PORT"
 sandbox = false
+# One client address sends every login here: the per-client and per-app limits are off.
+login_rate_per_client = 0
+login_rate_per_app = 0
 ${BENCH_EXTRA_CONFIG:-}
 
 [[apps]]

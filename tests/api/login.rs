@@ -500,7 +500,7 @@ async fn concurrent_returning_logins_of_one_person_each_open_a_session() {
 #[tokio::test]
 async fn clients_giving_up_mid_login_leave_no_transaction_open_behind() {
     let app = spawn_with(Options {
-        extra: "database_max_connections = 1".into(),
+        extra: "database_max_connections = 1\nlogin_rate_per_client = 0".into(),
         ..Options::default()
     })
     .await;
