@@ -121,7 +121,7 @@ if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
     log "building (release)"
     (cd "$ROOT" && cargo build --release --bin wxunion --examples --quiet)
 fi
-for b in "$WX_BIN" "$BIN/examples/bench_login"; do
+for b in "$WX_BIN" "$BIN/wxunion" "$BIN/examples/bench_login"; do
     [[ -x $b ]] || die "$b is missing"
 done
 
@@ -130,6 +130,10 @@ PORT=$(free_port 18180)
 SIM_PORT=$(free_port $((PORT + 1)))
 psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qtAc "create database $DB" >/dev/null
 DB_CREATED=1
+# One client address sends every login here: the per-client and per-app limits are off
+# (BENCH_RATE_KEYS=0 leaves the keys out, for builds older than the limits).
+RATE_LINES=""
+[[ ${BENCH_RATE_KEYS:-1} == 1 ]] && RATE_LINES=$'login_rate_per_client = 0\nlogin_rate_per_app = 0'
 cat >"$WORK/wxunion.toml" <<EOF
 listen = "127.0.0.1:$PORT"
 database_url = "postgres://$PG_USER@$PG_HOST:5432/$DB${BENCH_DB_URL_SUFFIX:-}"
@@ -137,9 +141,7 @@ redis_url = "redis://127.0.0.1:6379"
 redis_prefix = "$REDIS_PREFIX"
 wechat_api_base = "http://127.0.0.1:$SIM_PORT"
 sandbox = false
-# One client address sends every login here: the per-client and per-app limits are off.
-login_rate_per_client = 0
-login_rate_per_app = 0
+$RATE_LINES
 ${BENCH_EXTRA_CONFIG:-}
 
 [[apps]]
@@ -150,7 +152,8 @@ open_platform = "bench"
 EOF
 
 # ---- servers ------------------------------------------------------------------------------
-"$WX_BIN" --config "$WORK/wxunion.toml" sim --listen "127.0.0.1:$SIM_PORT" \
+# The simulator is always this checkout's (it mints codes in batches); WX_BIN may be older.
+"$BIN/wxunion" --config "$WORK/wxunion.toml" sim --listen "127.0.0.1:$SIM_PORT" \
     --target "http://127.0.0.1:$PORT" >"$WORK/sim.log" 2>&1 &
 PIDS+=($!); SIM_PID=$!
 "$WX_BIN" --config "$WORK/wxunion.toml" migrate >"$WORK/migrate.log" 2>&1 \
