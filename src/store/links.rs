@@ -11,7 +11,7 @@ use entity::{identities, sessions, users};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, TransactionTrait, TryInsertResult,
+    EntityTrait, QueryFilter, QuerySelect, TransactionTrait, TryInsertResult,
 };
 
 use super::events;
@@ -90,9 +90,14 @@ pub async fn link(db: &DatabaseConnection, s: &Sighting<'_>) -> Result<Linked, D
 
 async fn link_once(db: &impl ConnectionTrait, s: &Sighting<'_>) -> Result<Attempt, DbErr> {
     let scope = s.app.scope();
+    // Locked until the transaction ends (PostgreSQL; SQLite has one writer at a time): the
+    // decision below rests on the identity's user, and a merge or move committing between this
+    // read and our write would otherwise be undone, the identity written back to a user that
+    // was merged away. A concurrent writer's lock makes this wait, then read its result.
     let existing = identities::Entity::find()
         .filter(identities::Column::AppId.eq(&s.app.app_id))
         .filter(identities::Column::OpenId.eq(s.open_id))
+        .lock_exclusive()
         .one(db)
         .await?;
     let current = match &existing {

@@ -16,6 +16,7 @@ mod graphiql;
 mod graphql_http;
 mod harness;
 mod helpers;
+mod link_races;
 mod login;
 mod lookups;
 mod operator_metrics;
