@@ -162,16 +162,6 @@ async fn a_database_outage_is_answered_with_an_error_so_wechat_retries() {
     assert!(attempts.iter().all(|a| a["status"] == 503), "{report}");
 }
 
-/// A child process that cannot outlive a failing test.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn jobs_left_by_a_killed_process_are_completed_after_a_restart() {
     let prefix = format!("wxunion-test-{}:", uuid::Uuid::new_v4().simple());

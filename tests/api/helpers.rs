@@ -255,6 +255,16 @@ impl Drop for TestDb {
     }
 }
 
+/// A child process that cannot outlive a failing test: killed (SIGKILL) and reaped on drop.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Loads `text` through the real configuration loader.
 pub fn load_config(dir: &std::path::Path, text: &str) -> Config {
     let path = dir.join("wxunion.toml");
