@@ -9,6 +9,7 @@ mod cache;
 mod callback;
 mod callback_faults;
 mod cli;
+mod crash_under_load;
 mod events;
 mod faults;
 mod follower_sync;
