@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::{identities, sessions, users};
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, LockType};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, QueryFilter, QuerySelect, TransactionTrait, TryInsertResult,
@@ -94,10 +94,12 @@ async fn link_once(db: &impl ConnectionTrait, s: &Sighting<'_>) -> Result<Attemp
     // decision below rests on the identity's user, and a merge or move committing between this
     // read and our write would otherwise be undone, the identity written back to a user that
     // was merged away. A concurrent writer's lock makes this wait, then read its result.
+    // `FOR NO KEY UPDATE`, what our UPDATE of the row takes anyway: unlike `FOR UPDATE` it
+    // lets inserts of sessions and events that reference the row check their foreign key.
     let existing = identities::Entity::find()
         .filter(identities::Column::AppId.eq(&s.app.app_id))
         .filter(identities::Column::OpenId.eq(s.open_id))
-        .lock_exclusive()
+        .lock(LockType::NoKeyUpdate)
         .one(db)
         .await?;
     let current = match &existing {
