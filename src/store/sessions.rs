@@ -143,7 +143,7 @@ pub async fn login_returning(
             FROM identities i JOIN users u ON u.id = i.user_id \
             WHERE i.app_id = $1 AND i.open_id = $2 AND u.merged_into IS NULL \
               AND ($3::text IS NULL OR (u.scope = $4 AND u.union_id = $3)) \
-            FOR UPDATE OF i, u \
+            FOR NO KEY UPDATE OF i, u \
         ), touched AS ( \
             UPDATE identities i SET \
                 union_id = COALESCE(i.union_id, cur.user_union_id), \
