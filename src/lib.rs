@@ -9,7 +9,8 @@
 //! `wechat` (WeChat's wire format: client, tokens, crypto, envelope, XML) and `cache`;
 //! `config` (TOML + env) and `store` (all SQL); `identity` (the use cases); `graphql` (the API)
 //! and `jobs` (callback inbox and workers); `http` (routes and the server); `app` (assembly),
-//! `sim` (the WeChat simulator), `sandbox` (zero-config mode) and `doctor` (`wxunion check`).
+//! `sim` (the WeChat simulator), `sandbox` (zero-config mode) and `doctor` (`wxunion check`);
+//! `fuzzing` (the fuzz targets' bodies, which `fuzz/` runs and the tests replay).
 
 pub mod app;
 pub mod cache;
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod doctor;
 pub mod domain;
+pub mod fuzzing;
 pub mod graphql;
 pub mod http;
 pub mod identity;

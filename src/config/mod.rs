@@ -210,25 +210,37 @@ impl Config {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(p) => Some(std::fs::read_to_string(p).map_err(|e| ConfigError {
+                origin: p.display().to_string(),
+                key: "(file)".into(),
+                problem: format!("cannot read the file: {e}"),
+            })?),
+            None => None,
+        };
+        Self::from_text(path.zip(text.as_deref()), env)
+    }
+
+    /// [`Config::load`] without the file system: `file` is the path and the text already read
+    /// from it (the path only names it in errors and in [`Config::source`]), `None` for no
+    /// file. The same parsing, overrides, defaults and validation, and the same errors.
+    pub fn from_text(
+        file: Option<(&Path, &str)>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let path = file.map(|(p, _)| p);
         let origin = path
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "(no config file)".to_owned());
-        let mut table = match path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| ConfigError {
-                    origin: origin.clone(),
-                    key: "(file)".into(),
-                    problem: format!("cannot read the file: {e}"),
-                })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError {
-                    origin: origin.clone(),
-                    key: "(syntax)".into(),
-                    problem: e.message().to_owned()
-                        + &e.span()
-                            .map(|s| format!(" (at line {})", line_of(&text, s.start)))
-                            .unwrap_or_default(),
-                })?
-            }
+        let mut table = match file {
+            Some((_, text)) => text.parse::<toml::Table>().map_err(|e| ConfigError {
+                origin: origin.clone(),
+                key: "(syntax)".into(),
+                problem: e.message().to_owned()
+                    + &e.span()
+                        .map(|s| format!(" (at line {})", line_of(text, s.start)))
+                        .unwrap_or_default(),
+            })?,
             None => toml::Table::new(),
         };
         apply_env(&mut table, env)?;

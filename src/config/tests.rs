@@ -349,3 +349,21 @@ fn trusted_proxies_are_networks_from_the_file_or_a_comma_separated_variable() {
     let e = Config::load(None, env).unwrap_err();
     assert_eq!(e.key, "trusted_proxies[1]");
 }
+
+#[test]
+fn a_text_already_read_loads_exactly_like_the_file_it_came_from() {
+    let ok = format!("sandbox = false\n{OA}");
+    let bad = format!("{OA}{OA}");
+    let syntax = "listen = \"127.0.0.1:8080\nsandbox = tru\n".to_owned();
+    for text in [ok, bad, syntax] {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        let env = || vec![("WXUNION_JOB_WORKERS".to_owned(), "2".to_owned())];
+        let from_file = Config::load(Some(f.path()), env());
+        let from_text = Config::from_text(Some((f.path(), &text)), env());
+        assert_eq!(format!("{from_file:?}"), format!("{from_text:?}"), "{text}");
+    }
+    let none = Config::from_text(None, Vec::new()).unwrap();
+    assert!(none.sandbox);
+    assert_eq!(none.source, None);
+}

@@ -27,7 +27,7 @@ use async_graphql::parser::types::{DocumentOperations, ExecutableDocument, Opera
 use axum::Extension;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde_json::{Map, Value, json};
@@ -68,6 +68,16 @@ struct Refusal {
     message: String,
 }
 
+/// A request refused before execution, as it is answered: status, the one error's code and
+/// message, and the media type of the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub media: MediaType,
+}
+
 impl Refusal {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Refusal {
@@ -79,6 +89,15 @@ impl Refusal {
 
     fn bad_request(message: impl Into<String>) -> Self {
         Refusal::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn answered_as(self, media: MediaType) -> Refused {
+        Refused {
+            status: self.status,
+            code: self.code,
+            message: self.message,
+            media,
+        }
     }
 }
 
@@ -156,16 +175,8 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), Refusal> {
 /// Reads the body, refusing with 413 as soon as it is known to exceed the limit: from a
 /// `Content-Length` before reading anything, otherwise once the bytes read pass it.
 async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<u8>, Refusal> {
-    let too_large = || {
-        Refusal::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the request body is larger than {limit} bytes"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let too_large = || too_large(limit);
+    let declared = declared_length(headers);
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
@@ -184,13 +195,28 @@ async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Vec<
     Ok(buf)
 }
 
+fn too_large(limit: usize) -> Refusal {
+    Refusal::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("the request body is larger than {limit} bytes"),
+    )
+}
+
+/// The body length `Content-Length` announces, if it is a number.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
 /// The parameters of one GraphQL request, checked for type.
-#[derive(Debug, Default)]
-struct Params {
-    query: String,
-    operation_name: Option<String>,
-    variables: Map<String, Value>,
-    extensions: Map<String, Value>,
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Params {
+    pub query: String,
+    pub operation_name: Option<String>,
+    pub variables: Map<String, Value>,
+    pub extensions: Map<String, Value>,
 }
 
 /// Reads the JSON body of a POST: one object, with parameters of the right types.
@@ -343,12 +369,12 @@ fn reply(status: StatusCode, media: MediaType, bytes: Vec<u8>) -> Response {
     resp
 }
 
-fn refuse(refusal: Refusal, media: MediaType) -> Response {
+fn refuse(refusal: Refused) -> Response {
     let body = json!({
         "errors": [{ "message": refusal.message, "extensions": { "code": refusal.code } }]
     });
     let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut resp = reply(refusal.status, media, bytes);
+    let mut resp = reply(refusal.status, refusal.media, bytes);
     if refusal.status == StatusCode::METHOD_NOT_ALLOWED {
         resp.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
@@ -384,6 +410,103 @@ fn client_of(state: &AppState, headers: &HeaderMap, peer: Peer) -> Option<Client
     .map(ClientAddress)
 }
 
+/// What `/graphql` makes of a request before executing it.
+#[derive(Debug)]
+pub enum Decoded {
+    /// A browser's `GET` (it accepts `text/html`): the GraphiQL page, not a query.
+    Page,
+    /// A request that passed every check, parsed once, ready to execute.
+    Request(Box<Prepared>),
+}
+
+/// A request ready to execute: the answer's media type, its parameters and its document.
+#[derive(Debug)]
+pub struct Prepared {
+    pub media: MediaType,
+    pub params: Params,
+    pub doc: ExecutableDocument,
+    /// The operation that runs: its name (`None` when unnamed) and type; `None` when the
+    /// document does not single one out (execution answers that error).
+    pub operation: Option<(Option<String>, OperationType)>,
+}
+
+impl Prepared {
+    /// The async-graphql request for `caller`, carrying the document parsed once.
+    pub fn into_request(self, caller: Caller) -> async_graphql::Request {
+        let mut request = async_graphql::Request::new(self.params.query)
+            .variables(async_graphql::Variables::from_json(Value::Object(
+                self.params.variables,
+            )))
+            .data(caller);
+        if let Some(name) = self.params.operation_name {
+            request = request.operation_name(name);
+        }
+        for (k, v) in self.params.extensions {
+            if let Ok(v) = async_graphql::Value::from_json(v) {
+                request.extensions.insert(k, v);
+            }
+        }
+        request.set_parsed_query(self.doc);
+        request
+    }
+}
+
+/// Everything `/graphql` does with an untrusted request before execution, as a pure function
+/// of its method, headers, URL query and (already read) body: the steps 1 to 5 of the module
+/// documentation, in the route's order and with its answers. The route runs the same steps,
+/// reading the body in between and refusing it with 413 as soon as it passes the limit.
+pub fn decode(
+    method: &Method,
+    headers: &HeaderMap,
+    raw_query: Option<&str>,
+    body: &[u8],
+) -> Result<Decoded, Refused> {
+    let (params, media, is_get) = if method == Method::GET || method == Method::HEAD {
+        match before_get(headers, raw_query)? {
+            Some((media, params)) => (params, media, true),
+            None => return Ok(Decoded::Page),
+        }
+    } else if method == Method::POST {
+        let media = before_post(headers)?;
+        let limit = GRAPHQL_BODY_LIMIT;
+        if declared_length(headers).is_some_and(|n| n > limit as u64) || body.len() > limit {
+            return Err(too_large(limit).answered_as(media));
+        }
+        let params = params_from_json(body).map_err(|r| r.answered_as(media))?;
+        (params, media, false)
+    } else {
+        return Err(not_allowed(headers));
+    };
+    prepare(params, media, is_get).map(|p| Decoded::Request(Box::new(p)))
+}
+
+/// The media type of the answer, from `Accept`, or 406.
+fn accept(headers: &HeaderMap) -> Result<MediaType, Refused> {
+    negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
+        .ok_or_else(|| not_acceptable().answered_as(MediaType::Json))
+}
+
+/// A `GET`: `None` for a browser (GraphiQL), else the answer's media type and the parameters
+/// from the URL.
+fn before_get(
+    headers: &HeaderMap,
+    raw_query: Option<&str>,
+) -> Result<Option<(MediaType, Params)>, Refused> {
+    if wants_html(headers) {
+        return Ok(None);
+    }
+    let media = accept(headers)?;
+    let params = params_from_url(raw_query).map_err(|r| r.answered_as(media))?;
+    Ok(Some((media, params)))
+}
+
+/// A `POST` before its body is read: the answer's media type, and a JSON content type.
+fn before_post(headers: &HeaderMap) -> Result<MediaType, Refused> {
+    let media = accept(headers)?;
+    check_content_type(headers).map_err(|r| r.answered_as(media))?;
+    Ok(media)
+}
+
 /// `GET /graphql`: GraphiQL for a browser, a query (never a mutation) for a JSON client.
 pub async fn get(
     State(state): State<Arc<AppState>>,
@@ -391,18 +514,18 @@ pub async fn get(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    if wants_html(&headers) {
-        return super::graphiql::page(state.service.config().graphiql);
-    }
-    let Some(media) = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())) else {
-        return refuse(not_acceptable(), MediaType::Json);
+    let (media, params) = match before_get(&headers, raw.as_deref()) {
+        Ok(Some(request)) => request,
+        Ok(None) => return super::graphiql::page(state.service.config().graphiql),
+        Err(r) => return refuse(r),
     };
-    match params_from_url(raw.as_deref()) {
-        Ok(params) => {
+    let started = Instant::now();
+    match prepare(params, media, true) {
+        Ok(prepared) => {
             let client = client_of(&state, &headers, peer);
-            run(&state, &headers, client, params, media, true).await
+            run(&state, &headers, client, prepared, started).await
         }
-        Err(r) => refuse(r, media),
+        Err(r) => refuse(r),
     }
 }
 
@@ -413,34 +536,41 @@ pub async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let Some(media) = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())) else {
-        return refuse(not_acceptable(), MediaType::Json);
+    let media = match before_post(&headers) {
+        Ok(media) => media,
+        Err(r) => return refuse(r),
     };
     let params = async {
-        check_content_type(&headers)?;
         let body = read_body(&headers, body, GRAPHQL_BODY_LIMIT).await?;
         params_from_json(&body)
     };
-    match params.await {
-        Ok(params) => {
+    let params = match params.await {
+        Ok(params) => params,
+        Err(r) => return refuse(r.answered_as(media)),
+    };
+    let started = Instant::now();
+    match prepare(params, media, false) {
+        Ok(prepared) => {
             let client = client_of(&state, &headers, peer);
-            run(&state, &headers, client, params, media, false).await
+            run(&state, &headers, client, prepared, started).await
         }
-        Err(r) => refuse(r, media),
+        Err(r) => refuse(r),
     }
 }
 
 /// Any other method on `/graphql`.
 pub async fn method_not_allowed(headers: HeaderMap) -> Response {
+    refuse(not_allowed(&headers))
+}
+
+fn not_allowed(headers: &HeaderMap) -> Refused {
     let media = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
         .unwrap_or(MediaType::Json);
-    refuse(
-        Refusal::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "use POST (or GET for queries)",
-        ),
-        media,
+    Refusal::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "use POST (or GET for queries)",
     )
+    .answered_as(media)
 }
 
 fn not_acceptable() -> Refusal {
@@ -450,46 +580,53 @@ fn not_acceptable() -> Refusal {
     )
 }
 
-/// Checks the cost limits, parses once, resolves the caller and executes.
-async fn run(
-    state: &AppState,
-    headers: &HeaderMap,
-    client: Option<ClientAddress>,
-    params: Params,
-    media: MediaType,
-    is_get: bool,
-) -> Response {
-    let started = Instant::now();
+/// The cost limits, one parse, and the operation: everything before the caller and execution.
+fn prepare(params: Params, media: MediaType, is_get: bool) -> Result<Prepared, Refused> {
     // A GraphQL error before execution: 400 for the GraphQL media type, 200 for plain JSON.
     let pre_execution = |message: String| {
         let status = match media {
             MediaType::GraphqlResponseJson => StatusCode::BAD_REQUEST,
             MediaType::Json => StatusCode::OK,
         };
-        Refusal::new(status, message)
+        Refusal::new(status, message).answered_as(media)
     };
     // The cost limits, before anything that grows faster than the text runs.
-    if let Err(e) = limits::check_text(&params.query, &Limits::DEFAULT) {
-        return refuse(pre_execution(e.to_string()), media);
+    limits::check_text(&params.query, &Limits::DEFAULT)
+        .map_err(|e| pre_execution(e.to_string()))?;
+    let doc = async_graphql::parser::parse_query(&params.query)
+        .map_err(|e| pre_execution(e.to_string()))?;
+    limits::check_document(&doc, &Limits::DEFAULT).map_err(|e| pre_execution(e.to_string()))?;
+    let operation = chosen_operation(&doc, params.operation_name.as_deref())
+        .map(|(name, ty)| (name.map(str::to_owned), ty));
+    if is_get
+        && operation
+            .as_ref()
+            .is_some_and(|(_, ty)| *ty == OperationType::Mutation)
+    {
+        return Err(Refusal::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "mutations need POST; GET runs queries only",
+        )
+        .answered_as(media));
     }
-    let doc = match async_graphql::parser::parse_query(&params.query) {
-        Ok(doc) => doc,
-        Err(e) => return refuse(pre_execution(e.to_string()), media),
-    };
-    if let Err(e) = limits::check_document(&doc, &Limits::DEFAULT) {
-        return refuse(pre_execution(e.to_string()), media);
-    }
-    let chosen = chosen_operation(&doc, params.operation_name.as_deref());
-    if is_get && chosen.is_some_and(|(_, ty)| ty == OperationType::Mutation) {
-        return refuse(
-            Refusal::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "mutations need POST; GET runs queries only",
-            ),
-            media,
-        );
-    }
-    let operation = match chosen {
+    Ok(Prepared {
+        media,
+        params,
+        doc,
+        operation,
+    })
+}
+
+/// Resolves the caller and executes.
+async fn run(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: Option<ClientAddress>,
+    prepared: Prepared,
+    started: Instant,
+) -> Response {
+    let media = prepared.media;
+    let operation = match &prepared.operation {
         Some((Some(name), _)) => operation_label(Some(name)),
         Some((None, _)) => "anonymous".to_owned(),
         None => "invalid".to_owned(),
@@ -512,23 +649,10 @@ async fn run(
         }
     };
 
-    let mut request = async_graphql::Request::new(params.query)
-        .variables(async_graphql::Variables::from_json(Value::Object(
-            params.variables,
-        )))
-        .data(caller);
+    let mut request = prepared.into_request(caller);
     if let Some(client) = client {
         request = request.data(client);
     }
-    if let Some(name) = params.operation_name {
-        request = request.operation_name(name);
-    }
-    for (k, v) in params.extensions {
-        if let Ok(v) = async_graphql::Value::from_json(v) {
-            request.extensions.insert(k, v);
-        }
-    }
-    request.set_parsed_query(doc);
     // Executed in a task of its own: a client that goes away (or the request timeout) drops
     // this handler, never a use case half-way through a database transaction. A transaction
     // abandoned mid-statement could otherwise go back to the pool still open, and the next
@@ -705,6 +829,120 @@ mod tests {
             chosen_operation(&doc, None),
             Some((None, OperationType::Mutation))
         );
+    }
+
+    #[test]
+    fn decoding_answers_each_step_in_the_routes_order() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(*k, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let json = [("content-type", "application/json")];
+        let big = vec![b' '; GRAPHQL_BODY_LIMIT + 1];
+        // (method, headers, URL query, body, expected status or None for a prepared request)
+        type Case<'a> = (Method, HeaderMap, Option<&'a str>, &'a [u8], Option<u16>);
+        let cases: Vec<Case> = vec![
+            (
+                Method::POST,
+                headers(&json),
+                None,
+                br#"{"query":"{__typename}"}"#,
+                None,
+            ),
+            (
+                Method::GET,
+                headers(&[]),
+                Some("query=%7B__typename%7D"),
+                b"",
+                None,
+            ),
+            (
+                Method::HEAD,
+                headers(&[]),
+                Some("query=%7B__typename%7D"),
+                b"",
+                None,
+            ),
+            (Method::PUT, headers(&json), None, b"{}", Some(405)),
+            (
+                Method::POST,
+                headers(&[("accept", "text/plain"), ("content-type", "text/plain")]),
+                None,
+                b"{}",
+                Some(406),
+            ),
+            (
+                Method::POST,
+                headers(&[]),
+                None,
+                br#"{"query":"{a}"}"#,
+                Some(415),
+            ),
+            (
+                Method::POST,
+                headers(&[
+                    ("content-type", "application/json"),
+                    ("content-length", "262145"),
+                ]),
+                None,
+                b"{}",
+                Some(413),
+            ),
+            (Method::POST, headers(&json), None, &big, Some(413)),
+            (Method::POST, headers(&json), None, b"[]", Some(400)),
+            // A GraphQL error before execution: 200 for JSON, 400 for the GraphQL media type.
+            (
+                Method::POST,
+                headers(&json),
+                None,
+                br#"{"query":"{"}"#,
+                Some(200),
+            ),
+            (
+                Method::POST,
+                headers(&[
+                    ("content-type", "application/json"),
+                    ("accept", "application/graphql-response+json"),
+                ]),
+                None,
+                br#"{"query":"{...A} fragment A on Query{...A}"}"#,
+                Some(400),
+            ),
+            (
+                Method::GET,
+                headers(&[]),
+                Some("query=mutation%7Ba%7D"),
+                b"",
+                Some(405),
+            ),
+            (Method::GET, headers(&[]), None, b"", Some(400)),
+        ];
+        for (method, h, raw, body, want) in cases {
+            let got = decode(&method, &h, raw, body);
+            let status = got.as_ref().err().map(|r| r.status.as_u16());
+            assert_eq!(status, want, "{method} {h:?} {raw:?}: {got:?}");
+        }
+        let browser = headers(&[("accept", "text/html")]);
+        assert!(matches!(
+            decode(&Method::GET, &browser, None, b""),
+            Ok(Decoded::Page)
+        ));
+        let Ok(Decoded::Request(prepared)) = decode(
+            &Method::POST,
+            &headers(&json),
+            None,
+            br#"{"query":"query A { a } mutation B { b }","operationName":"B"}"#,
+        ) else {
+            panic!("not decoded");
+        };
+        assert_eq!(
+            prepared.operation,
+            Some((Some("B".to_owned()), OperationType::Mutation))
+        );
+        assert_eq!(prepared.media, MediaType::Json);
     }
 
     #[test]

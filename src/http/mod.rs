@@ -43,7 +43,7 @@ pub struct AppState {
     pub refusals: Arc<refusals::RefusalLog>,
 }
 
-pub use graphql::MAX_OPERATION_LABELS;
+pub use graphql::{Decoded, MAX_OPERATION_LABELS, MediaType, Params, Prepared, Refused, decode};
 
 /// The largest callback body accepted (WeChat's are a few KiB).
 pub const CALLBACK_BODY_LIMIT: usize = 64 * 1024;
