@@ -556,23 +556,10 @@ async fn clients_giving_up_mid_login_leave_no_transaction_open_behind() {
 /// on, its session is committed.
 #[tokio::test]
 async fn a_login_abandoned_by_its_client_still_runs_to_its_end() {
-    use sea_orm::{ConnectionTrait, TransactionTrait};
-
     let app = spawn_app().await;
-    let person = get_json(&app.http, &app.sim_url("/sim/people/ivan")).await;
-    let union_id = person["apps"][MP1]["unionid"].as_str().unwrap().to_owned();
-    let scope = app.config.app(MP1).unwrap().scope();
     // Another writer is creating ivan's user and has not committed: the login's own insert
     // of that user waits inside its transaction.
-    let blocker_db = app.db().await;
-    let blocker = blocker_db.begin().await.unwrap();
-    blocker
-        .execute_unprepared(&format!(
-            "INSERT INTO users (id, scope, union_id, created_at, updated_at) \
-             VALUES ('0000000000000000-blocker', '{scope}', '{union_id}', now(), now())"
-        ))
-        .await
-        .unwrap();
+    let (_blocker_db, blocker) = creating_the_user_of(&app, "ivan").await;
     let code = app.mint_code(MP1, "ivan").await;
     let impatient = reqwest::Client::builder()
         .timeout(std::time::Duration::from_millis(500))
@@ -601,25 +588,12 @@ async fn a_login_abandoned_by_its_client_still_runs_to_its_end() {
 /// off: it ends on its own once the database lets it, and leaves no connection inside it.
 #[tokio::test]
 async fn a_login_past_its_database_bound_answers_but_its_transaction_still_ends_cleanly() {
-    use sea_orm::{ConnectionTrait, TransactionTrait};
-
     let app = spawn_with(Options {
         extra: "database_timeout_ms = 100\ndatabase_max_connections = 2".into(),
         ..Options::default()
     })
     .await;
-    let person = get_json(&app.http, &app.sim_url("/sim/people/jun")).await;
-    let union_id = person["apps"][MP1]["unionid"].as_str().unwrap().to_owned();
-    let scope = app.config.app(MP1).unwrap().scope();
-    let blocker_db = app.db().await;
-    let blocker = blocker_db.begin().await.unwrap();
-    blocker
-        .execute_unprepared(&format!(
-            "INSERT INTO users (id, scope, union_id, created_at, updated_at) \
-             VALUES ('0000000000000000-blocker', '{scope}', '{union_id}', now(), now())"
-        ))
-        .await
-        .unwrap();
+    let (_blocker_db, blocker) = creating_the_user_of(&app, "jun").await;
     let started = std::time::Instant::now();
     let v = app
         .login_with_code(MP1, &app.mint_code(MP1, "jun").await)
@@ -650,4 +624,26 @@ async fn a_login_past_its_database_bound_answers_but_its_transaction_still_ends_
         )
         .await;
     assert_eq!(open, 0);
+}
+
+/// An open transaction that has inserted `person`'s user (in MP1's scope) and not committed:
+/// a login of that person waits on it inside its own transaction until it ends. Keep the
+/// connection alive as long as the transaction.
+async fn creating_the_user_of(
+    app: &TestApp,
+    person: &str,
+) -> (sea_orm::DatabaseConnection, sea_orm::DatabaseTransaction) {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let known = get_json(&app.http, &app.sim_url(&format!("/sim/people/{person}"))).await;
+    let union_id = known["apps"][MP1]["unionid"].as_str().unwrap().to_owned();
+    let scope = app.config.app(MP1).unwrap().scope();
+    let db = app.db().await;
+    let txn = db.begin().await.unwrap();
+    txn.execute_unprepared(&format!(
+        "INSERT INTO users (id, scope, union_id, created_at, updated_at) \
+         VALUES ('0000000000000000-blocker', '{scope}', '{union_id}', now(), now())"
+    ))
+    .await
+    .unwrap();
+    (db, txn)
 }
