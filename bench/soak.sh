@@ -83,39 +83,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-free_port() {
-    local p=$1
-    while ! port_free "$p"; do p=$((p + 1)); done
-    echo "$p"
-}
-wait_http() { # url seconds pid
-    local deadline=$((SECONDS + $2))
-    until curl -fsS -o /dev/null "$1" 2>/dev/null; do
-        kill -0 "$3" 2>/dev/null || die "process $3 exited before $1 answered (logs in $WORK)"
-        ((SECONDS < deadline)) || die "$1 did not answer within $2 s"
-        sleep 0.1
-    done
-}
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 rss_mb() { awk '/^VmRSS/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null; }
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.1f", ($12 + $13) / hz }' "/proc/$1/stat" 2>/dev/null; }
 
 # ---- services ---------------------------------------------------------------------------
-if ! pg_isready -h "$PG_HOST" -q; then
-    log "starting PostgreSQL"
-    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
-    STARTED_PG=1
-    for _ in $(seq 100); do pg_isready -h "$PG_HOST" -q && break; sleep 0.1; done
-    pg_isready -h "$PG_HOST" -q || die "PostgreSQL is not accepting connections"
-fi
-if ! redis-cli ping >/dev/null 2>&1; then
-    log "starting Redis"
-    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
-    STARTED_REDIS=1
-    for _ in $(seq 50); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.1; done
-    redis-cli ping >/dev/null 2>&1 || die "Redis did not start"
-fi
-command -v curl >/dev/null || die "curl is needed"
+start_services
 
 # ---- build ------------------------------------------------------------------------------
 if [[ ${SOAK_SKIP_BUILD:-0} != 1 ]]; then

@@ -1,0 +1,55 @@
+# Shell helpers shared by bench/callback.sh, bench/login.sh and bench/soak.sh (sourced, after
+# the script has defined `log`, `die`, `WORK`, `PG_HOST` and `STARTED_PG`/`STARTED_REDIS`).
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+    local p=$1
+    while ! port_free "$p"; do p=$((p + 1)); done
+    echo "$p"
+}
+wait_http() { # url seconds pid
+    local deadline=$((SECONDS + $2))
+    until curl -fsS -o /dev/null "$1" 2>/dev/null; do
+        kill -0 "$3" 2>/dev/null || die "process $3 exited before $1 answered (logs in $WORK)"
+        ((SECONDS < deadline)) || die "$1 did not answer within $2 s"
+        sleep 0.1
+    done
+}
+# CPU seconds (user+system) used so far by one process, or by every process named postgres.
+cpu_of() {
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); t += $12 + $13 } END { printf "%.2f", t / hz }' "/proc/$1/stat"
+}
+cpu_postgres() {
+    local f
+    for f in /proc/[0-9]*/stat; do
+        [[ $(cat "${f%stat}comm" 2>/dev/null) == postgres ]] || continue
+        cat "$f" 2>/dev/null
+    done | awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); t += $12 + $13 } END { printf "%.2f", t / hz }'
+}
+# The value of `key=` in a `BENCH key=value ...` line. Args: key line
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
+
+# Starts PostgreSQL and Redis if they are not answering (the cleanup stops what was started).
+start_services() {
+    if ! pg_isready -h "$PG_HOST" -q; then
+        log "starting PostgreSQL"
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start
+        STARTED_PG=1
+        for _ in $(seq 100); do pg_isready -h "$PG_HOST" -q && break; sleep 0.1; done
+        pg_isready -h "$PG_HOST" -q || die "PostgreSQL is not accepting connections"
+    fi
+    if ! redis-cli ping >/dev/null 2>&1; then
+        log "starting Redis"
+        redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no >/dev/null
+        STARTED_REDIS=1
+        for _ in $(seq 50); do redis-cli ping >/dev/null 2>&1 && break; sleep 0.1; done
+        redis-cli ping >/dev/null 2>&1 || die "Redis did not start"
+    fi
+    command -v curl >/dev/null || die "curl is needed"
+}
+need_wrk() {
+    if ! command -v wrk >/dev/null; then
+        log "installing wrk"
+        apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
+    fi
+}
