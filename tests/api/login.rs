@@ -528,20 +528,7 @@ async fn clients_giving_up_mid_login_leave_no_transaction_open_behind() {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
     // Every later login's session is committed (looked up by the hash it is stored under).
-    for i in 0..20 {
-        let v = app.login(MP1, &format!("later-{i}")).await;
-        let token = v["sessionToken"].as_str().unwrap_or_else(|| panic!("{v}"));
-        let stored = app
-            .count(&format!(
-                "SELECT COUNT(*) FROM sessions WHERE token_hash = '{}'",
-                wxunion::config::sha256_hex(token)
-            ))
-            .await;
-        assert_eq!(
-            stored, 1,
-            "login {i} answered but its session was not committed"
-        );
-    }
+    logins_commit_their_sessions(&app, "later", 20).await;
     let open = app
         .count(
             "SELECT COUNT(*) FROM pg_stat_activity \
@@ -606,17 +593,7 @@ async fn a_login_past_its_database_bound_answers_but_its_transaction_still_ends_
         (app.count("SELECT COUNT(*) FROM sessions").await == 1).then_some(())
     })
     .await;
-    for i in 0..4 {
-        let v = app.login(MP1, &format!("after-{i}")).await;
-        let token = v["sessionToken"].as_str().unwrap_or_else(|| panic!("{v}"));
-        let stored = app
-            .count(&format!(
-                "SELECT COUNT(*) FROM sessions WHERE token_hash = '{}'",
-                wxunion::config::sha256_hex(token)
-            ))
-            .await;
-        assert_eq!(stored, 1);
-    }
+    logins_commit_their_sessions(&app, "after", 4).await;
     let open = app
         .count(
             "SELECT COUNT(*) FROM pg_stat_activity \
@@ -646,4 +623,23 @@ async fn creating_the_user_of(
     .await
     .unwrap();
     (db, txn)
+}
+
+/// Logs `n` new people in (`<prefix>-0`, …) and checks each answered session is committed,
+/// looked up by the hash it is stored under.
+async fn logins_commit_their_sessions(app: &TestApp, prefix: &str, n: usize) {
+    for i in 0..n {
+        let v = app.login(MP1, &format!("{prefix}-{i}")).await;
+        let token = v["sessionToken"].as_str().unwrap_or_else(|| panic!("{v}"));
+        let stored = app
+            .count(&format!(
+                "SELECT COUNT(*) FROM sessions WHERE token_hash = '{}'",
+                wxunion::config::sha256_hex(token)
+            ))
+            .await;
+        assert_eq!(
+            stored, 1,
+            "login {i} answered but its session was not committed"
+        );
+    }
 }
