@@ -99,7 +99,8 @@ fn decrypt(app: &AppConfig, q: &HashMap<String, String>, body: &str) -> Result<S
 }
 
 /// A passive text reply to the sender of `to`, encrypted and signed with the request's
-/// timestamp and nonce when the message came encrypted.
+/// timestamp and nonce when the message came encrypted (with `now` and a random nonce where
+/// the request's are empty: WeChat's reader refuses an empty `TimeStamp` or `Nonce`).
 pub fn text_reply(
     app: &AppConfig,
     q: &HashMap<String, String>,
@@ -118,9 +119,14 @@ pub fn text_reply(
     };
     let ts = q
         .get("timestamp")
+        .filter(|t| !t.is_empty())
         .cloned()
         .unwrap_or_else(|| now.to_string());
-    let nonce = q.get("nonce").cloned().unwrap_or_default();
+    let nonce = q
+        .get("nonce")
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .unwrap_or_else(|| format!("{:016x}", rand::random::<u64>()));
     mc.encrypt_reply(&xml, &ts, &nonce, rand::random())
 }
 
@@ -209,6 +215,42 @@ mod tests {
             .unwrap();
         let reply_msg = message::parse_message(&xml).unwrap();
         assert_eq!(reply_msg.to_user_name, "oUser");
+        assert!(xml.contains("hi"));
+    }
+
+    #[test]
+    fn a_reply_to_a_request_with_an_empty_timestamp_and_nonce_is_still_readable() {
+        // Found by the callback_signed fuzz target: the reply echoed the empty timestamp,
+        // and a reply without `TimeStamp` or `Nonce` is refused by the reader.
+        let mc = MsgCrypt::new("tok", KEY, "wx2000000000000001").unwrap();
+        let encrypt = mc.encrypt(EVENT, [7; 16]);
+        let q: HashMap<String, String> = [
+            ("signature", crypto::signature("tok", "", "")),
+            ("timestamp", String::new()),
+            ("nonce", String::new()),
+            ("encrypt_type", "aes".to_owned()),
+            (
+                "msg_signature",
+                crypto::msg_signature("tok", "", "", &encrypt),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let body = message::encrypted_envelope_xml("gh", &encrypt);
+        let opened = open(&account(true), &q, body.as_bytes()).unwrap();
+        let reply = text_reply(&account(true), &q, &opened, "hi", 2);
+        let sealed = message::parse_reply_envelope(&reply).unwrap();
+        assert_eq!(sealed.timestamp, "2");
+        assert_eq!(sealed.nonce.len(), 16);
+        let xml = mc
+            .verify_and_decrypt(
+                &sealed.msg_signature,
+                &sealed.timestamp,
+                &sealed.nonce,
+                &sealed.encrypt,
+            )
+            .unwrap();
         assert!(xml.contains("hi"));
     }
 
