@@ -188,9 +188,10 @@ impl Service {
             keep_key,
             self.bounded_transaction({
                 let (service, app, open_id) = (self.clone(), app.clone(), open_id.clone());
+                let app_id = app_id.clone();
                 async move {
                     service
-                        .link_and_open(&app, &open_id, union_id.as_ref())
+                        .link_and_open(&app, &app_id, &open_id, union_id.as_ref())
                         .await
                 }
             })
@@ -213,10 +214,10 @@ impl Service {
     async fn link_and_open(
         &self,
         app: &AppConfig,
+        app_id: &AppId,
         open_id: &OpenId,
         union_id: Option<&UnionId>,
     ) -> Result<(Linked, String, DateTime<Utc>)> {
-        let app_id = AppId::parse(&app.app_id)?;
         let token = new_session_token();
         let token_hash = sha256_hex(&token);
         let ttl = chrono::Duration::seconds(self.config.session_ttl_seconds as i64);
@@ -224,7 +225,7 @@ impl Service {
         let returning = store::sessions::login_returning(
             &self.db,
             &ReturningLogin {
-                app_id: &app_id,
+                app_id,
                 scope: &app.scope(),
                 open_id: open_id.as_str(),
                 union_id: union_id.map(UnionId::as_str),
@@ -251,7 +252,7 @@ impl Service {
                 token_hash: &token_hash,
                 user_id: &linked.user.id,
                 identity_id: &linked.identity.id,
-                app_id: &app_id,
+                app_id,
                 open_id: open_id.as_str(),
                 now,
                 expires_at: now + ttl,
