@@ -24,7 +24,6 @@ use std::sync::OnceLock;
 use aes::Aes256;
 use aes::cipher::block_padding::NoPadding;
 use aes::cipher::{BlockEncryptMut, KeyIvInit};
-use axum::extract::Query;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -109,13 +108,12 @@ pub fn callback_raw(data: &[u8]) -> CallbackOutcome {
     receive(app, &q, body)
 }
 
-/// The route's `Query<HashMap<String, String>>`, from the query as it would arrive in a URL.
+/// The route's query parameters, from the query as it would arrive in a URL (one hyper
+/// accepts).
 fn query_params(app_id: &str, query: &[u8]) -> Option<HashMap<String, String>> {
     let query = std::str::from_utf8(query).ok()?;
     let uri: Uri = format!("/wechat/callback/{app_id}?{query}").parse().ok()?;
-    Query::<HashMap<String, String>>::try_from_uri(&uri)
-        .ok()
-        .map(|Query(q)| q)
+    Some(crate::http::callback_params(uri.query()))
 }
 
 /// What `http::wechat_callback::receive` does, short of the database: the body limit, `open`,

@@ -44,6 +44,7 @@ pub struct AppState {
 }
 
 pub use graphql::{Decoded, MAX_OPERATION_LABELS, MediaType, Params, Prepared, Refused, decode};
+pub use wechat_callback::params as callback_params;
 
 /// The largest callback body accepted (WeChat's are a few KiB).
 pub const CALLBACK_BODY_LIMIT: usize = 64 * 1024;

@@ -124,7 +124,11 @@ fn sorted_sha1_hex(parts: &mut [&str]) -> String {
     for part in parts.iter() {
         hasher.update(part.as_bytes());
     }
-    hex::encode(hasher.finalize())
+    // Into a buffer: `hex::encode` builds its String a char at a time.
+    let mut hex = [0u8; 40];
+    let encoded = hex::encode_to_slice(hasher.finalize(), &mut hex);
+    debug_assert!(encoded.is_ok(), "a SHA-1 digest is 20 bytes, 40 hex digits");
+    String::from_utf8_lossy(&hex).into_owned()
 }
 
 /// Wrap `text` in CDATA, splitting any `]]>` so the section cannot be closed

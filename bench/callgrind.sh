@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# Instructions per callback: `wxunion serve` under valgrind's callgrind, driven by wrk with the
+# same pre-signed safe-mode subscribes as bench/callback.sh (default 4 job workers, WeChat
+# unreachable). Instruction counts do not depend on what else the machine is doing, so two
+# builds can be compared on a busy machine where wall-clock rates cannot. See bench/README.md.
+#
+#   bench/callgrind.sh                        # target/release/wxunion, 20 s of load
+#   BENCH_WXUNION_BIN=/tmp/other/wxunion bench/callgrind.sh
+#
+# Prints wxunion's instructions per acknowledged callback (counted from zeroing the counters
+# after a warm-up to the dump, divided by the rows the run added to `jobs`) and the functions
+# with the most inclusive instructions. Only wxunion's own process is counted, not PostgreSQL.
+set -euo pipefail
+
+SECONDS_PER_RUN=${BENCH_SECONDS:-20}
+CONNECTIONS=${BENCH_CONNECTIONS:-16}
+REQUESTS=${BENCH_REQUESTS:-100000}
+JOB_WORKERS=${BENCH_JOB_WORKERS:-}
+PG_HOST=127.0.0.1
+PG_USER=postgres
+APP_ID=wxbe0c4a11b1e0c4a1
+TOKEN=benchtoken
+AES_KEY=abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=$ROOT/target/release
+WX_BIN=${BENCH_WXUNION_BIN:-$BIN/wxunion}
+DB=wxunion_cg_$$
+REDIS_PREFIX="wxunion-cg-$$:"
+WORK=$(mktemp -d /tmp/wxunion-cg.XXXXXX)
+
+log() { printf '[callgrind] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+WX_PID=""
+DB_CREATED=0
+STARTED_REDIS=0
+STARTED_PG=0
+cleanup() {
+    local rc=$?
+    set +e
+    if [[ -n $WX_PID ]]; then
+        kill "$WX_PID" 2>/dev/null
+        for _ in $(seq 100); do kill -0 "$WX_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$WX_PID" 2>/dev/null
+    fi
+    [[ $DB_CREATED == 1 ]] &&
+        psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qtAc "drop database if exists $DB with (force)" >/dev/null
+    redis-cli --scan --pattern "${REDIS_PREFIX}*" 2>/dev/null | while read -r k; do redis-cli del "$k" >/dev/null; done
+    [[ $STARTED_REDIS == 1 ]] && redis-cli shutdown nosave >/dev/null 2>&1
+    [[ $STARTED_PG == 1 ]] && pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main stop
+    if [[ ${BENCH_KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+jobs_count() { psql -h "$PG_HOST" -U "$PG_USER" -d "$DB" -tAc "select count(*) from jobs"; }
+
+start_services
+need_wrk
+command -v valgrind >/dev/null || apt-get install -y valgrind >/dev/null
+if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
+    log "building (release)"
+    (cd "$ROOT" && cargo build --release --bin wxunion --example bench_requests --quiet)
+fi
+
+PORT=$(free_port 18580)
+UNREACHABLE=$(free_port $((PORT + 1)))
+psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qtAc "create database $DB" >/dev/null
+DB_CREATED=1
+WORKERS_LINE=""
+[[ -n $JOB_WORKERS ]] && WORKERS_LINE="job_workers = $JOB_WORKERS"
+cat >"$WORK/wxunion.toml" <<EOF
+listen = "127.0.0.1:$PORT"
+database_url = "postgres://$PG_USER@$PG_HOST:5432/$DB"
+redis_url = "redis://127.0.0.1:6379"
+redis_prefix = "$REDIS_PREFIX"
+wechat_api_base = "http://127.0.0.1:$UNREACHABLE"
+sandbox = false
+# callgrind runs the server some 50 times slower: keep its own deadlines out of the way.
+database_timeout_ms = 30000
+$WORKERS_LINE
+
+[[apps]]
+app_id = "$APP_ID"
+secret = "bench-secret"
+kind = "official_account"
+token = "$TOKEN"
+encoding_aes_key = "$AES_KEY"
+open_platform = "bench"
+EOF
+"$BIN/examples/bench_requests" --app-id "$APP_ID" --token "$TOKEN" --aes-key "$AES_KEY" \
+    --kind subscribe --out "$WORK/requests.txt" --count "$REQUESTS"
+"$BIN/examples/bench_requests" --app-id "$APP_ID" --token "$TOKEN" --aes-key "$AES_KEY" \
+    --kind subscribe --out "$WORK/warmup.txt" --count 5000 --seq-start "$REQUESTS"
+"$WX_BIN" --config "$WORK/wxunion.toml" migrate >"$WORK/migrate.log" 2>&1 ||
+    die "migrate failed: $(cat "$WORK/migrate.log")"
+
+RUST_LOG=error valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
+    "$WX_BIN" --config "$WORK/wxunion.toml" serve >"$WORK/wxunion.log" 2>&1 &
+WX_PID=$!
+wait_http "http://127.0.0.1:$PORT/healthz" 120 "$WX_PID"
+
+load() { # requests_file seconds
+    wrk -t 1 -c "$CONNECTIONS" -d "${2}s" --timeout 30s -s "$ROOT/bench/callback.lua" \
+        "http://127.0.0.1:$PORT" -- "$1" 1 >"$WORK/wrk.txt" 2>&1 || die "wrk failed: $(cat "$WORK/wrk.txt")"
+}
+log "warm-up 5 s"
+load "$WORK/warmup.txt" 5
+sleep 2
+rows0=$(jobs_count)
+callgrind_control -d "$WX_PID" >/dev/null # the warm-up: part 1; counters start again
+log "load ${SECONDS_PER_RUN}s, $CONNECTIONS connections"
+load "$WORK/requests.txt" "$SECONDS_PER_RUN"
+sleep 2
+callgrind_control -d "$WX_PID" >/dev/null
+rows=$(($(jobs_count) - rows0))
+grep '^BENCH ' "$WORK/wrk.txt" >&2 || true
+out=$(ls -t "$WORK"/callgrind.out* | head -1)
+total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1; exit }')
+[[ -n $total && $rows -gt 0 ]] || die "no totals or no rows (rows=$rows)"
+[[ -n ${BENCH_CG_KEEP:-} ]] && cp "$out" "$BENCH_CG_KEEP" && log "callgrind output in $BENCH_CG_KEEP"
+printf 'CALLGRIND callbacks=%d instructions=%d per_callback=%d\n' "$rows" "$total" $((total / rows))
+callgrind_annotate "$out" 2>/dev/null | sed -n '/file:function/,$p' | head -"${BENCH_TOP:-40}" || true
