@@ -50,3 +50,35 @@ async fn metrics_count_requests_and_wechat_calls() {
     );
     assert!(text.contains("wxunion_graphql_requests_total"), "{text}");
 }
+
+/// The `method` label takes the standard methods and `other`: a client inventing methods
+/// (HTTP allows any token) must not grow `/metrics` and the process's memory without bound.
+#[tokio::test]
+async fn invented_http_methods_are_counted_as_other_and_add_no_series() {
+    let app = spawn_app().await;
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+        for path in ["/graphql", "/nowhere"] {
+            let r = app
+                .http
+                .request(method.clone(), app.url(path))
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                r.status().is_client_error(),
+                "{method} {path}: {}",
+                r.status()
+            );
+        }
+    }
+    let text = app.metrics().await;
+    assert!(!text.contains("INVENTED"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("wxunion_http_requests_total")
+                && l.contains("method=\"other\"")
+                && l.contains("route=\"/graphql\"")),
+        "{text}"
+    );
+}
