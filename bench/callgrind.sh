@@ -32,30 +32,14 @@ WORK=$(mktemp -d /tmp/wxunion-cg.XXXXXX)
 log() { printf '[callgrind] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-WX_PID=""
+PIDS=()
 DB_CREATED=0
 STARTED_REDIS=0
 STARTED_PG=0
-cleanup() {
-    local rc=$?
-    set +e
-    if [[ -n $WX_PID ]]; then
-        kill "$WX_PID" 2>/dev/null
-        for _ in $(seq 100); do kill -0 "$WX_PID" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$WX_PID" 2>/dev/null
-    fi
-    [[ $DB_CREATED == 1 ]] &&
-        psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qtAc "drop database if exists $DB with (force)" >/dev/null
-    redis-cli --scan --pattern "${REDIS_PREFIX}*" 2>/dev/null | while read -r k; do redis-cli del "$k" >/dev/null; done
-    [[ $STARTED_REDIS == 1 ]] && redis-cli shutdown nosave >/dev/null 2>&1
-    [[ $STARTED_PG == 1 ]] && pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main stop
-    if [[ ${BENCH_KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 jobs_count() { psql -h "$PG_HOST" -U "$PG_USER" -d "$DB" -tAc "select count(*) from jobs"; }
 
 start_services
@@ -101,6 +85,7 @@ EOF
 RUST_LOG=error valgrind --tool=callgrind --callgrind-out-file="$WORK/callgrind.out" \
     "$WX_BIN" --config "$WORK/wxunion.toml" serve >"$WORK/wxunion.log" 2>&1 &
 WX_PID=$!
+PIDS+=("$WX_PID")
 wait_http "http://127.0.0.1:$PORT/healthz" 120 "$WX_PID"
 
 load() { # requests_file seconds

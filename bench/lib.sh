@@ -1,5 +1,39 @@
-# Shell helpers shared by bench/callback.sh, bench/login.sh and bench/soak.sh (sourced, after
-# the script has defined `log`, `die`, `WORK`, `PG_HOST` and `STARTED_PG`/`STARTED_REDIS`).
+# Shell helpers shared by bench/callback.sh, bench/login.sh, bench/callgrind.sh and
+# bench/soak.sh (sourced, after the script has defined `log`, `die`, `WORK`, `PG_HOST` and
+# `STARTED_PG`/`STARTED_REDIS`).
+
+# The EXIT trap of callback.sh, login.sh and callgrind.sh: stops the processes in PIDS, drops
+# the database DB if DB_CREATED=1 (unless BENCH_KEEP_DB=1), deletes the Redis keys under
+# REDIS_PREFIX, stops the PostgreSQL or Redis the script started (unless
+# BENCH_KEEP_SERVICES=1) and removes WORK (unless BENCH_KEEP_WORK=1); keeps the exit status.
+bench_cleanup() {
+    local rc=$?
+    set +e
+    local pid
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null
+    done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null
+    done
+    if [[ $DB_CREATED == 1 && ${BENCH_KEEP_DB:-0} != 1 ]]; then
+        psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qtAc "drop database if exists $DB with (force)" >/dev/null \
+            && log "dropped database $DB"
+    fi
+    if redis-cli ping >/dev/null 2>&1; then
+        redis-cli --scan --pattern "${REDIS_PREFIX}*" | while read -r k; do redis-cli del "$k" >/dev/null; done
+    fi
+    if [[ $STARTED_REDIS == 1 && ${BENCH_KEEP_SERVICES:-0} != 1 ]]; then
+        redis-cli shutdown nosave >/dev/null 2>&1; log "stopped the Redis this script started"
+    fi
+    if [[ $STARTED_PG == 1 && ${BENCH_KEEP_SERVICES:-0} != 1 ]]; then
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main stop
+        log "stopped the PostgreSQL this script started"
+    fi
+    if [[ ${BENCH_KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {

@@ -35,37 +35,10 @@ PIDS=()
 DB_CREATED=0
 STARTED_REDIS=0
 STARTED_PG=0
-cleanup() {
-    local rc=$?
-    set +e
-    for pid in "${PIDS[@]}"; do
-        kill "$pid" 2>/dev/null
-    done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null
-    done
-    if [[ $DB_CREATED == 1 && ${BENCH_KEEP_DB:-0} != 1 ]]; then
-        psql -h "$PG_HOST" -U "$PG_USER" -d postgres -qtAc "drop database if exists $DB with (force)" >/dev/null \
-            && log "dropped database $DB"
-    fi
-    if redis-cli ping >/dev/null 2>&1; then
-        redis-cli --scan --pattern "${REDIS_PREFIX}*" | while read -r k; do redis-cli del "$k" >/dev/null; done
-    fi
-    if [[ $STARTED_REDIS == 1 && ${BENCH_KEEP_SERVICES:-0} != 1 ]]; then
-        redis-cli shutdown nosave >/dev/null 2>&1; log "stopped the Redis this script started"
-    fi
-    if [[ $STARTED_PG == 1 && ${BENCH_KEEP_SERVICES:-0} != 1 ]]; then
-        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main stop
-        log "stopped the PostgreSQL this script started"
-    fi
-    if [[ ${BENCH_KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---- services -------------------------------------------------------------------------
 start_services
