@@ -11,8 +11,8 @@ use std::collections::HashSet;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::sqlx;
 use sea_orm::{
-    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait,
-    FromQueryResult, QueryFilter, QueryTrait, Statement,
+    ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseConnectionType,
+    DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryTrait, Statement,
 };
 
 use crate::domain::job::{JobKind, JobStatus, Retry, retry};
@@ -104,15 +104,18 @@ pub async fn insert_inbox_batch(
     db: &DatabaseConnection,
     batch: &[&NewJob],
 ) -> Result<Vec<bool>, DbErr> {
-    if batch.is_empty() || db.get_database_backend() != DbBackend::Postgres {
+    let DatabaseConnectionType::SqlxPostgresPoolConnection(_) = &db.inner else {
         return insert_batch(db, batch.iter().copied()).await;
+    };
+    if batch.is_empty() {
+        return Ok(Vec::new());
     }
     let kinds: Vec<&str> = batch.iter().map(|j| j.kind.as_str()).collect();
     let apps: Vec<&str> = batch.iter().map(|j| j.app_id.as_str()).collect();
     let keys: Vec<&str> = batch.iter().map(|j| j.dedupe_key.as_str()).collect();
     let payloads: Vec<&str> = batch.iter().map(|j| j.payload.as_str()).collect();
     let times: Vec<DateTime<Utc>> = batch.iter().map(|j| j.now).collect();
-    // `get_postgres_connection_pool` panics on any other backend; checked above.
+    // `get_postgres_connection_pool` panics on any other connection; matched above.
     let rows: Vec<(String,)> = sqlx::query_as(INSERT_BATCH_PG)
         .bind(kinds)
         .bind(apps)
