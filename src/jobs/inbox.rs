@@ -133,6 +133,5 @@ async fn flush(
     db: &DatabaseConnection,
     batch: &[Pending],
 ) -> std::result::Result<Vec<bool>, sea_orm::DbErr> {
-    let jobs: Vec<&NewJob> = batch.iter().map(|(job, _)| job).collect();
-    store::jobs::insert_inbox_batch(db, &jobs).await
+    store::jobs::insert_batch(db, batch.iter().map(|(job, _)| job)).await
 }

@@ -31,112 +31,88 @@ pub struct NewJob {
 /// skipped (a retry or a duplicate). Returns, for each job in order, whether it was recorded
 /// now (`false`: it took no effect, its key was already there or earlier in the batch).
 ///
-/// On PostgreSQL one constant statement takes the whole batch as arrays (`UNNEST`): it is
-/// prepared once per connection and costs no per-row SQL building. SQLite gets a multi-row
-/// `INSERT`. Both say which rows they inserted with `RETURNING dedupe_key`, in that same
-/// statement.
+/// On PostgreSQL, the callback inbox's hottest statement: one constant statement takes the
+/// whole batch as arrays (`UNNEST`), prepared once per connection, sent through sqlx's pool
+/// directly with the batch's strings borrowed (sea-orm's values would copy each one;
+/// measured with `bench/callgrind.sh`). SQLite gets a multi-row `INSERT`. Both say which rows
+/// they inserted with `RETURNING dedupe_key`, in that same statement.
 pub async fn insert_batch<'a>(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     batch: impl ExactSizeIterator<Item = &'a NewJob> + Clone,
 ) -> Result<Vec<bool>, DbErr> {
     if batch.len() == 0 {
         return Ok(Vec::new());
     }
-    let backend = db.get_database_backend();
-    let stmt = if backend == DbBackend::Postgres {
-        let column = |f: fn(&NewJob) -> String| -> Vec<String> { batch.clone().map(f).collect() };
-        let times: Vec<DateTime<Utc>> = batch.clone().map(|j| j.now).collect();
-        Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            INSERT_BATCH_PG,
-            [
-                column(|j| j.kind.as_str().to_owned()).into(),
-                column(|j| j.app_id.clone()).into(),
-                column(|j| j.dedupe_key.clone()).into(),
-                column(|j| j.payload.clone()).into(),
-                times.into(),
-            ],
-        )
-    } else {
-        let rows = batch.clone().map(|j| jobs::ActiveModel {
-            id: ActiveValue::NotSet,
-            kind: ActiveValue::Set(j.kind.as_str().to_owned()),
-            app_id: ActiveValue::Set(j.app_id.clone()),
-            dedupe_key: ActiveValue::Set(Some(j.dedupe_key.clone())),
-            payload: ActiveValue::Set(j.payload.clone()),
-            status: ActiveValue::Set(JobStatus::Pending.as_str().to_owned()),
-            attempts: ActiveValue::Set(0),
-            run_at: ActiveValue::Set(j.now),
-            locked_until: ActiveValue::Set(None),
-            last_error: ActiveValue::Set(None),
-            created_at: ActiveValue::Set(j.now),
-            finished_at: ActiveValue::Set(None),
-        });
-        let mut query = jobs::Entity::insert_many(rows).into_query();
-        query
-            .on_conflict(
-                OnConflict::column(jobs::Column::DedupeKey)
-                    .do_nothing()
-                    .to_owned(),
-            )
-            .returning_col(jobs::Column::DedupeKey);
-        backend.build(&query)
+    let mut inserted = match &db.inner {
+        DatabaseConnectionType::SqlxPostgresPoolConnection(_) => {
+            insert_batch_postgres(db, batch.clone()).await?
+        }
+        _ => insert_batch_multi_row(db, batch.clone()).await?,
     };
+    // A key inserted once counts for the first job carrying it; a second job with the same key
+    // in this batch (a retry that raced its original) took no effect.
+    Ok(batch.map(|j| inserted.remove(&j.dedupe_key)).collect())
+}
+
+/// The dedupe keys inserted, on PostgreSQL (`db` holds a PostgreSQL pool).
+async fn insert_batch_postgres<'a>(
+    db: &DatabaseConnection,
+    batch: impl Iterator<Item = &'a NewJob> + Clone,
+) -> Result<HashSet<String>, DbErr> {
+    let column = |f: fn(&'a NewJob) -> &'a str| -> Vec<&'a str> { batch.clone().map(f).collect() };
+    let times: Vec<DateTime<Utc>> = batch.clone().map(|j| j.now).collect();
+    // `get_postgres_connection_pool` panics on any other connection; the caller matched it.
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "INSERT INTO jobs (kind, app_id, dedupe_key, payload, status, attempts, run_at, created_at) \
+         SELECT k, a, d, p, 'pending', 0, t, t \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS u(k, a, d, p, t) \
+         ON CONFLICT (dedupe_key) DO NOTHING \
+         RETURNING dedupe_key",
+    )
+    .bind(column(|j| j.kind.as_str()))
+    .bind(column(|j| j.app_id.as_str()))
+    .bind(column(|j| j.dedupe_key.as_str()))
+    .bind(column(|j| j.payload.as_str()))
+    .bind(times)
+    .fetch_all(db.get_postgres_connection_pool())
+    .await
+    .map_err(|e| DbErr::Custom(format!("inserting callback jobs: {e}")))?;
+    Ok(rows.into_iter().map(|(k,)| k).collect())
+}
+
+/// The dedupe keys inserted, with a multi-row `INSERT` (SQLite).
+async fn insert_batch_multi_row<'a>(
+    db: &DatabaseConnection,
+    batch: impl Iterator<Item = &'a NewJob>,
+) -> Result<HashSet<String>, DbErr> {
+    let rows = batch.map(|j| jobs::ActiveModel {
+        id: ActiveValue::NotSet,
+        kind: ActiveValue::Set(j.kind.as_str().to_owned()),
+        app_id: ActiveValue::Set(j.app_id.clone()),
+        dedupe_key: ActiveValue::Set(Some(j.dedupe_key.clone())),
+        payload: ActiveValue::Set(j.payload.clone()),
+        status: ActiveValue::Set(JobStatus::Pending.as_str().to_owned()),
+        attempts: ActiveValue::Set(0),
+        run_at: ActiveValue::Set(j.now),
+        locked_until: ActiveValue::Set(None),
+        last_error: ActiveValue::Set(None),
+        created_at: ActiveValue::Set(j.now),
+        finished_at: ActiveValue::Set(None),
+    });
+    let mut query = jobs::Entity::insert_many(rows).into_query();
+    query
+        .on_conflict(
+            OnConflict::column(jobs::Column::DedupeKey)
+                .do_nothing()
+                .to_owned(),
+        )
+        .returning_col(jobs::Column::DedupeKey);
+    let stmt = db.get_database_backend().build(&query);
     let mut inserted = HashSet::new();
     for row in db.query_all_raw(stmt).await? {
         inserted.insert(row.try_get_by_index::<String>(0)?);
     }
-    Ok(which_were_new(batch, inserted))
-}
-
-/// The callback inbox's batch insert on PostgreSQL: all jobs as five arrays, the dedupe keys
-/// of the rows inserted come back.
-const INSERT_BATCH_PG: &str = "INSERT INTO jobs (kind, app_id, dedupe_key, payload, status, attempts, run_at, created_at) \
-     SELECT k, a, d, p, 'pending', 0, t, t \
-     FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS u(k, a, d, p, t) \
-     ON CONFLICT (dedupe_key) DO NOTHING \
-     RETURNING dedupe_key";
-
-/// [`insert_batch`] for the callback inbox, the hottest statement there is: on PostgreSQL it
-/// goes to sqlx's pool directly, with the batch's strings borrowed rather than copied into
-/// sea-orm values (measured with `bench/callgrind.sh`); elsewhere it is [`insert_batch`].
-pub async fn insert_inbox_batch(
-    db: &DatabaseConnection,
-    batch: &[&NewJob],
-) -> Result<Vec<bool>, DbErr> {
-    let DatabaseConnectionType::SqlxPostgresPoolConnection(_) = &db.inner else {
-        return insert_batch(db, batch.iter().copied()).await;
-    };
-    if batch.is_empty() {
-        return Ok(Vec::new());
-    }
-    let kinds: Vec<&str> = batch.iter().map(|j| j.kind.as_str()).collect();
-    let apps: Vec<&str> = batch.iter().map(|j| j.app_id.as_str()).collect();
-    let keys: Vec<&str> = batch.iter().map(|j| j.dedupe_key.as_str()).collect();
-    let payloads: Vec<&str> = batch.iter().map(|j| j.payload.as_str()).collect();
-    let times: Vec<DateTime<Utc>> = batch.iter().map(|j| j.now).collect();
-    // `get_postgres_connection_pool` panics on any other connection; matched above.
-    let rows: Vec<(String,)> = sqlx::query_as(INSERT_BATCH_PG)
-        .bind(kinds)
-        .bind(apps)
-        .bind(keys)
-        .bind(payloads)
-        .bind(times)
-        .fetch_all(db.get_postgres_connection_pool())
-        .await
-        .map_err(|e| DbErr::Custom(format!("inserting callback jobs: {e}")))?;
-    let inserted: HashSet<String> = rows.into_iter().map(|(k,)| k).collect();
-    Ok(which_were_new(batch.iter().copied(), inserted))
-}
-
-/// For each job in order, whether its key is among those inserted. A key inserted once counts
-/// for the first job carrying it; a second job with the same key in this batch (a retry that
-/// raced its original) took no effect.
-fn which_were_new<'a>(
-    batch: impl Iterator<Item = &'a NewJob>,
-    mut inserted: HashSet<String>,
-) -> Vec<bool> {
-    batch.map(|j| inserted.remove(&j.dedupe_key)).collect()
+    Ok(inserted)
 }
 
 /// Leases the oldest runnable job, if any.

@@ -96,7 +96,7 @@ fn job(key: &str, at: chrono::DateTime<Utc>) -> NewJob {
     }
 }
 
-/// `insert_batch` and `insert_inbox_batch` say exactly which jobs were new, and `stats` counts the queue, on both
+/// `insert_batch` says exactly which jobs were new, and `stats` counts the queue, on both
 /// databases.
 async fn inbox_and_queue_statements(db: &sea_orm::DatabaseConnection) {
     let t0 = Utc::now() - Duration::seconds(90);
@@ -108,10 +108,8 @@ async fn inbox_and_queue_statements(db: &sea_orm::DatabaseConnection) {
     // A repeat of b, a new c twice in one batch (a retry racing its original), a repeat of a.
     let t1 = t0 + Duration::seconds(30);
     let second = [job("b", t1), job("c", t1), job("c", t1), job("a", t1)];
-    // Through the callback inbox's own statement (sqlx directly on PostgreSQL).
-    let second: Vec<&NewJob> = second.iter().collect();
     assert_eq!(
-        jobs::insert_inbox_batch(db, &second).await.unwrap(),
+        jobs::insert_batch(db, second.iter()).await.unwrap(),
         [false, true, false, false]
     );
     let now = Utc::now();
@@ -156,7 +154,6 @@ async fn inbox_and_queue_statements(db: &sea_orm::DatabaseConnection) {
         "{left} vs {t1}"
     );
     assert!(jobs::insert_batch(db, [].iter()).await.unwrap().is_empty());
-    assert!(jobs::insert_inbox_batch(db, &[]).await.unwrap().is_empty());
 }
 
 #[tokio::test]
