@@ -50,11 +50,18 @@ pub async fn connect_bounded(
         // size (the job claim walks `ix_jobs_pending` in id order, empty table or not), so
         // generic plans are safe, and planning the login statement anew each time cost more
         // than running it.
+        // A cached generic plan lives as long as its connection, and one made while a table
+        // was small may scan the table whole ever after: with a few hundred users, every
+        // returning login read all of `users` once it had grown to thousands (bench/login.sh).
+        // So sequential scans are a last resort on wxunion's connections (`enable_seqscan =
+        // off` only prices them out; a statement with no usable index still runs). No request
+        // path needs one, and counts and batch work have an index to walk.
         // A pooled connection is pinged before use only after a second idle (a dropped one
         // is found then); one in steady use is not, which saves a round trip per statement.
         opts.max_connections(max_connections)
             .min_connections(1)
-            .test_before_acquire_if_idle_for(Duration::from_secs(1));
+            .test_before_acquire_if_idle_for(Duration::from_secs(1))
+            .map_sqlx_postgres_opts(|o| o.options([("enable_seqscan", "off")]));
     }
     Database::connect(opts).await
 }

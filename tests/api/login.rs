@@ -643,3 +643,99 @@ async fn logins_commit_their_sessions(app: &TestApp, prefix: &str, n: usize) {
         );
     }
 }
+
+/// A pooled connection keeps a statement's cached (generic) plan for its whole life. One
+/// planned while `users` held a row must still find the user by its key once the table has
+/// grown: with the plan PostgreSQL picks for a tiny table, every returning login scanned all
+/// of `users` (seen in `bench/login.sh`, where 5,000 users made it cost hundreds of µs).
+#[tokio::test]
+async fn a_returning_login_planned_on_a_tiny_table_does_not_scan_users_once_it_has_grown() {
+    use sea_orm::{ConnectionTrait, Statement};
+    use wxunion::domain::AppId;
+    use wxunion::store::sessions::{ReturningLogin, login_returning};
+
+    const GROWN_TO: i64 = 20_000;
+    let app = spawn_app().await;
+    let person = app.login(MP1, "tiny-table").await;
+    let open_id = person["identity"]["openId"].as_str().unwrap().to_owned();
+    // One connection, so every login below runs on the backend that cached the plan.
+    let db = wxunion::store::connect(&app.database_url, 1).await.unwrap();
+    let config = app.config.app(MP1).unwrap().clone();
+    let app_id = AppId::parse(MP1).unwrap();
+    let scope = config.scope();
+    let login = |n: usize| {
+        let (db, app_id, scope, open_id) = (&db, &app_id, &scope, &open_id);
+        async move {
+            let now = chrono::Utc::now();
+            let token = format!("tiny-table-{n}");
+            login_returning(
+                db,
+                &ReturningLogin {
+                    app_id,
+                    scope,
+                    open_id,
+                    union_id: None,
+                    token_hash: &token,
+                    now,
+                    expires_at: now + chrono::Duration::hours(1),
+                },
+            )
+            .await
+            .unwrap()
+            .expect("the person is known: the one-statement path applies")
+        }
+    };
+    let admin = app.db().await;
+    // A young deployment: a few hundred users, statistics to match (as autovacuum leaves them).
+    admin
+        .execute_unprepared(
+            "INSERT INTO users (id, scope, union_id, created_at, updated_at) \
+             SELECT 'grown-' || g, 'grown', 'grown-' || g, now(), now() \
+             FROM generate_series(1, 300) g; ANALYZE users",
+        )
+        .await
+        .unwrap();
+    // The sixth execution on a connection may switch to the generic plan; give it room.
+    for n in 0..10 {
+        login(n).await;
+    }
+    // Grown since, and not analyzed again yet.
+    admin
+        .execute_unprepared(&format!(
+            "INSERT INTO users (id, scope, union_id, created_at, updated_at) \
+             SELECT 'grown-' || g, 'grown', 'grown-' || g, now(), now() \
+             FROM generate_series(301, {GROWN_TO}) g"
+        ))
+        .await
+        .unwrap();
+    // Rows of `users` read by sequential scans, as this backend has reported them.
+    let scanned = || async {
+        db.execute_unprepared("SELECT pg_stat_force_next_flush()")
+            .await
+            .unwrap();
+        let sql =
+            "SELECT COALESCE(seq_tup_read, 0) FROM pg_stat_user_tables WHERE relname = 'users'";
+        let row = db
+            .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get_by_index::<i64>(0).unwrap()
+    };
+    let before = scanned().await;
+    for n in 10..20 {
+        login(n).await;
+    }
+    let read = scanned().await - before;
+    assert!(
+        read < GROWN_TO,
+        "ten returning logins read {read} rows of users by sequential scan (the table has {} rows)",
+        GROWN_TO + 1
+    );
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM sessions WHERE token_hash LIKE 'tiny-table-%'")
+            .await,
+        20
+    );
+    db.close().await.unwrap();
+}
