@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
-use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+use tokio::sync::Notify;
 
-use crate::domain::{Error, Result};
+use crate::domain::Result;
 use crate::store;
+use crate::store::group_commit::{GroupCommit, Limits};
 pub use crate::store::jobs::NewJob;
 
 const MAX_BATCH: usize = 512;
@@ -22,8 +23,6 @@ const MAX_BATCH: usize = 512;
 /// p99, 4.8 ms against 59 ms).
 const MAX_FLUSHES: usize = 2;
 const QUEUE: usize = 16_384;
-
-type Pending = (NewJob, oneshot::Sender<Result<Recorded>>);
 
 /// What recording a job did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,100 +37,46 @@ pub enum Recorded {
 /// The handle the HTTP layer holds.
 #[derive(Clone)]
 pub struct Inbox {
-    tx: mpsc::Sender<Pending>,
+    jobs: GroupCommit<NewJob, Recorded>,
 }
 
 impl Inbox {
     /// Starts the collector; `wake` is notified after every commit so local workers start at
     /// once instead of at their next poll. A write that takes longer than `deadline` (a hung
     /// database) is given up and its jobs answered with an error, freeing its flush slot.
+    /// Given up, the statement may still commit later: the jobs were answered with an error,
+    /// so WeChat retries them and the retries are deduplicated.
     pub fn start(db: DatabaseConnection, wake: Arc<Notify>, deadline: Duration) -> Inbox {
-        let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(collect(db, rx, wake, deadline));
-        Inbox { tx }
+        let limits = Limits {
+            batch_size_metric: "wxunion_inbox_batch_size",
+            max_batch: MAX_BATCH,
+            max_flushes: MAX_FLUSHES,
+            queue: QUEUE,
+            deadline,
+        };
+        let jobs = GroupCommit::start("callback jobs", limits, move |batch: Vec<NewJob>| {
+            let (db, wake) = (db.clone(), wake.clone());
+            async move {
+                let inserted = store::jobs::insert_batch(&db, batch.iter()).await?;
+                wake.notify_waiters();
+                Ok(inserted
+                    .into_iter()
+                    .map(|new| {
+                        if new {
+                            Recorded::New
+                        } else {
+                            Recorded::Duplicate
+                        }
+                    })
+                    .collect())
+            }
+        });
+        Inbox { jobs }
     }
 
     /// Returns once the job is committed (or was already there: a retry or a duplicate), and
     /// which of the two it was.
     pub async fn record(&self, job: NewJob) -> Result<Recorded> {
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .send((job, done))
-            .await
-            .map_err(|_| Error::internal(anyhow::anyhow!("inbox collector stopped")))?;
-        wait.await
-            .map_err(|_| Error::internal(anyhow::anyhow!("inbox collector dropped a job")))?
+        Ok(self.jobs.submit(job).await?)
     }
-}
-
-async fn collect(
-    db: DatabaseConnection,
-    mut rx: mpsc::Receiver<Pending>,
-    wake: Arc<Notify>,
-    deadline: Duration,
-) {
-    let flushes = Arc::new(Semaphore::new(MAX_FLUSHES));
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        take_queued(&mut rx, &mut batch);
-        let Ok(permit) = flushes.clone().acquire_owned().await else {
-            return;
-        };
-        // More may have queued while we waited for a free flush slot: take them too.
-        take_queued(&mut rx, &mut batch);
-        let db = db.clone();
-        let wake = wake.clone();
-        tokio::spawn(async move {
-            let size = batch.len();
-            // Given up, the statement may still commit later: the jobs were answered with an
-            // error, so WeChat retries them and the retries are deduplicated.
-            let result = tokio::time::timeout(deadline, flush(&db, &batch))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(sea_orm::DbErr::Custom(format!(
-                        "no answer within {} ms",
-                        deadline.as_millis()
-                    )))
-                });
-            drop(permit);
-            metrics::histogram!("wxunion_inbox_batch_size").record(size as f64);
-            match result {
-                Ok(inserted) => {
-                    for ((_, done), new) in batch.into_iter().zip(inserted) {
-                        let recorded = if new {
-                            Recorded::New
-                        } else {
-                            Recorded::Duplicate
-                        };
-                        let _ = done.send(Ok(recorded));
-                    }
-                    wake.notify_waiters();
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, size, "could not record callback batch");
-                    for (_, done) in batch {
-                        let _ =
-                            done.send(Err(Error::internal(anyhow::anyhow!("inbox write failed"))));
-                    }
-                }
-            }
-        });
-    }
-}
-
-fn take_queued(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>) {
-    while batch.len() < MAX_BATCH {
-        match rx.try_recv() {
-            Ok(p) => batch.push(p),
-            Err(_) => break,
-        }
-    }
-}
-
-/// Writes the batch; for each job, whether it was new.
-async fn flush(
-    db: &DatabaseConnection,
-    batch: &[Pending],
-) -> std::result::Result<Vec<bool>, sea_orm::DbErr> {
-    store::jobs::insert_batch(db, batch.iter().map(|(job, _)| job)).await
 }

@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod follower_syncs;
+pub mod group_commit;
 pub mod jobs;
 pub mod links;
 pub mod phones;
@@ -92,4 +93,10 @@ pub fn is_retryable(e: &DbErr) -> bool {
     s.contains("database is locked")
         || s.contains("could not serialize")
         || s.contains("deadlock detected")
+}
+
+impl From<group_commit::FlushFailed> for crate::domain::Error {
+    fn from(e: group_commit::FlushFailed) -> Self {
+        crate::domain::Error::internal(e)
+    }
 }

@@ -107,88 +107,126 @@ pub async fn prune(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<u64,
 
 /// A login by someone already known in this app, as [`login_returning`] takes it.
 #[derive(Debug, Clone)]
-pub struct ReturningLogin<'a> {
-    pub app_id: &'a AppId,
+pub struct ReturningLogin {
+    pub app_id: AppId,
     /// The scope of the app (its open platform, or the app itself).
-    pub scope: &'a str,
-    pub open_id: &'a str,
+    pub scope: String,
+    pub open_id: String,
     /// The unionid WeChat reported with this login, if any.
-    pub union_id: Option<&'a str>,
-    pub token_hash: &'a str,
+    pub union_id: Option<String>,
+    pub token_hash: String,
     pub now: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
 }
 
-/// A returning user's login in one statement, one round trip and one commit (PostgreSQL):
-/// when the identity `(app, openid)` exists, its user is live and the login tells nothing new
-/// about who is who (no unionid, or the one the user holds in this scope: the linking rules'
-/// `Touch`), it refreshes the identity as a link would, records `LOGIN` and opens the session.
-/// The identity and user rows are locked first, so the user's events still commit in id order.
+/// Returning users' logins, any number of them in one statement, one round trip and one
+/// commit (PostgreSQL): for each login whose identity `(app, openid)` exists, whose user is
+/// live and which tells nothing new about who is who (no unionid, or the one the user holds
+/// in this scope: the linking rules' `Touch`), it refreshes the identity as a link would,
+/// records `LOGIN` and opens the session. Identity and user rows are locked first, in
+/// identity order, so that concurrent batches cannot deadlock on each other and the user's
+/// events still commit in id order.
 ///
-/// `None` when that does not apply (a first login, a unionid to adopt or merge, SQLite): the
-/// caller links and opens the session the general way, which decides every other case.
-pub async fn login_returning(
+/// One answer per login, in order: `None` when that does not apply (a first login, a unionid
+/// to adopt or merge, the same identity twice in one batch after its first, SQLite); that
+/// login wrote nothing, and the caller links and opens its session the general way, which
+/// decides every other case.
+pub async fn login_returning_batch(
     db: &impl ConnectionTrait,
-    l: &ReturningLogin<'_>,
-) -> Result<Option<(User, Identity)>, DbErr> {
-    if db.get_database_backend() != DbBackend::Postgres {
-        return Ok(None);
+    logins: &[ReturningLogin],
+) -> Result<Vec<Option<(User, Identity)>>, DbErr> {
+    let mut answers: Vec<Option<(User, Identity)>> = logins.iter().map(|_| None).collect();
+    if logins.is_empty() || db.get_database_backend() != DbBackend::Postgres {
+        return Ok(answers);
     }
     // The identity columns as `link` would leave them after a `Touch` with a WeChat answer:
     // the unionid it or its user holds, `union_id_lookup` cleared once one is known
-    // (`lookup_after`), `last_seen_at` never moved back.
+    // (`lookup_after`), `last_seen_at` never moved back. A unionid is never empty (it is
+    // validated), so '' stands for none in its array. An identity twice in the batch is
+    // touched once, by the first such login (`first`).
     const SQL: &str = "\
-        WITH cur AS ( \
-            SELECT i.id AS identity_id, u.id AS user_id, u.union_id AS user_union_id \
-            FROM identities i JOIN users u ON u.id = i.user_id \
-            WHERE i.app_id = $1 AND i.open_id = $2 AND u.merged_into IS NULL \
-              AND ($3::text IS NULL OR (u.scope = $4 AND u.union_id = $3)) \
+        WITH input AS ( \
+            SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], \
+                                 $5::timestamptz[], $6::text[], $7::timestamptz[]) \
+                WITH ORDINALITY AS x(app_id, open_id, union_id, scope, at, token_hash, expires_at, n) \
+        ), first AS ( \
+            SELECT DISTINCT ON (app_id, open_id) * FROM input ORDER BY app_id, open_id, n \
+        ), locked AS ( \
+            SELECT x.n, i.id AS identity_id, u.union_id AS user_union_id, x.at \
+            FROM first x \
+            JOIN identities i ON i.app_id = x.app_id AND i.open_id = x.open_id \
+            JOIN users u ON u.id = i.user_id \
+            WHERE u.merged_into IS NULL \
+              AND (x.union_id = '' OR (u.scope = x.scope AND u.union_id = x.union_id)) \
+            ORDER BY i.id \
             FOR NO KEY UPDATE OF i, u \
         ), touched AS ( \
             UPDATE identities i SET \
-                union_id = COALESCE(i.union_id, cur.user_union_id), \
-                union_id_lookup = CASE WHEN COALESCE(i.union_id, cur.user_union_id) IS NULL \
+                union_id = COALESCE(i.union_id, l.user_union_id), \
+                union_id_lookup = CASE WHEN COALESCE(i.union_id, l.user_union_id) IS NULL \
                                        THEN 'answered' END, \
-                last_seen_at = GREATEST(i.last_seen_at, $5) \
-            FROM cur WHERE i.id = cur.identity_id \
-            RETURNING i.* \
+                last_seen_at = GREATEST(i.last_seen_at, l.at) \
+            FROM locked l WHERE i.id = l.identity_id \
+            RETURNING l.n, i.* \
         ), login AS ( \
             INSERT INTO events (user_id, kind, app_id, open_id, at) \
-            SELECT user_id, $6, $1, $2, $5 FROM touched \
+            SELECT t.user_id, $8, t.app_id, t.open_id, x.at \
+            FROM touched t JOIN input x ON x.n = t.n ORDER BY t.n \
         ), opened AS ( \
             INSERT INTO sessions (token_hash, user_id, identity_id, app_id, created_at, expires_at) \
-            SELECT $7, user_id, id, $1, $5, $8 FROM touched \
+            SELECT x.token_hash, t.user_id, t.id, t.app_id, x.at, x.expires_at \
+            FROM touched t JOIN input x ON x.n = t.n \
         ) \
-        SELECT t.id, t.user_id, t.app_id, t.app_kind, t.open_id, t.union_id, t.subscribed, \
+        SELECT t.n, t.id, t.user_id, t.app_id, t.app_kind, t.open_id, t.union_id, t.subscribed, \
                t.subscription_event_time, t.union_id_lookup, t.first_seen_at, t.last_seen_at, \
                u.scope AS user_scope, u.union_id AS user_union_id, u.merged_into AS user_merged_into, \
                u.created_at AS user_created_at, u.updated_at AS user_updated_at \
         FROM touched t JOIN users u ON u.id = t.user_id";
+    fn column<T: Clone>(logins: &[ReturningLogin], f: impl Fn(&ReturningLogin) -> T) -> Vec<T> {
+        logins.iter().map(f).collect()
+    }
     let stmt = Statement::from_sql_and_values(
         DbBackend::Postgres,
         SQL,
         [
-            l.app_id.as_str().into(),
-            l.open_id.into(),
-            l.union_id.map(str::to_owned).into(),
-            l.scope.into(),
-            l.now.into(),
+            column(logins, |l| l.app_id.as_str().to_owned()).into(),
+            column(logins, |l| l.open_id.clone()).into(),
+            column(logins, |l| l.union_id.clone().unwrap_or_default()).into(),
+            column(logins, |l| l.scope.clone()).into(),
+            column(logins, |l| l.now).into(),
+            column(logins, |l| l.token_hash.clone()).into(),
+            column(logins, |l| l.expires_at).into(),
             EventKind::Login.as_str().into(),
-            l.token_hash.into(),
-            l.expires_at.into(),
         ],
     );
-    let Some(row) = db.query_one_raw(stmt).await? else {
-        return Ok(None);
-    };
-    let identity = identities::Model::from_query_result(&row, "")?;
-    let user = users::Model {
-        id: identity.user_id.clone(),
-        scope: row.try_get("", "user_scope")?,
-        union_id: row.try_get("", "user_union_id")?,
-        merged_into: row.try_get("", "user_merged_into")?,
-        created_at: row.try_get("", "user_created_at")?,
-        updated_at: row.try_get("", "user_updated_at")?,
-    };
-    Ok(Some((user_from_row(user)?, identity_from_row(identity)?)))
+    for row in db.query_all_raw(stmt).await? {
+        let n: i64 = row.try_get("", "n")?;
+        let identity = identities::Model::from_query_result(&row, "")?;
+        let user = users::Model {
+            id: identity.user_id.clone(),
+            scope: row.try_get("", "user_scope")?,
+            union_id: row.try_get("", "user_union_id")?,
+            merged_into: row.try_get("", "user_merged_into")?,
+            created_at: row.try_get("", "user_created_at")?,
+            updated_at: row.try_get("", "user_updated_at")?,
+        };
+        let answer = usize::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| answers.get_mut(i))
+            .ok_or_else(|| DbErr::Custom(format!("login batch answered for login {n}")))?;
+        *answer = Some((user_from_row(user)?, identity_from_row(identity)?));
+    }
+    Ok(answers)
+}
+
+/// One returning login: [`login_returning_batch`] of one.
+pub async fn login_returning(
+    db: &impl ConnectionTrait,
+    login: &ReturningLogin,
+) -> Result<Option<(User, Identity)>, DbErr> {
+    Ok(login_returning_batch(db, std::slice::from_ref(login))
+        .await?
+        .pop()
+        .flatten())
 }

@@ -357,11 +357,11 @@ async fn a_returning_login_is_one_statement_only_when_it_links_nothing_new() {
             login_returning(
                 &db,
                 &ReturningLogin {
-                    app_id: &app_id,
-                    scope: &scope,
-                    open_id,
-                    union_id,
-                    token_hash: token,
+                    app_id,
+                    scope,
+                    open_id: open_id.to_owned(),
+                    union_id: union_id.map(str::to_owned),
+                    token_hash: token.to_owned(),
                     now,
                     expires_at: now + chrono::Duration::hours(1),
                 },
@@ -671,11 +671,11 @@ async fn a_returning_login_planned_on_a_tiny_table_does_not_scan_users_once_it_h
             login_returning(
                 db,
                 &ReturningLogin {
-                    app_id,
-                    scope,
-                    open_id,
+                    app_id: app_id.clone(),
+                    scope: scope.clone(),
+                    open_id: open_id.clone(),
                     union_id: None,
-                    token_hash: &token,
+                    token_hash: token,
                     now,
                     expires_at: now + chrono::Duration::hours(1),
                 },
@@ -737,5 +737,89 @@ async fn a_returning_login_planned_on_a_tiny_table_does_not_scan_users_once_it_h
             .await,
         20
     );
+    db.close().await.unwrap();
+}
+
+/// Many returning logins in one statement: each answered in its own position, each written
+/// once; those the one-statement path does not take (unknown, a unionid to adopt, the same
+/// identity a second time) write nothing and are answered `None` for the general path.
+#[tokio::test]
+async fn a_batch_of_returning_logins_answers_each_in_place_and_writes_only_those_it_took() {
+    use wxunion::domain::AppId;
+    use wxunion::store::sessions::{ReturningLogin, login_returning_batch};
+
+    let app = spawn_app().await;
+    let mut known = Vec::new();
+    for person in ["batched-0", "batched-1", "batched-2", "batched-3"] {
+        let v = app.login(MP1, person).await;
+        known.push(v["identity"]["openId"].as_str().unwrap().to_owned());
+    }
+    let before = (
+        app.count("SELECT COUNT(*) FROM sessions").await,
+        app.count("SELECT COUNT(*) FROM events WHERE kind = 'login'")
+            .await,
+    );
+    let db = app.db().await;
+    let scope = app.config.app(MP1).unwrap().scope();
+    let now = chrono::Utc::now();
+    let login = |open_id: &str, union_id: Option<&str>, token: &str| ReturningLogin {
+        app_id: AppId::parse(MP1).unwrap(),
+        scope: scope.clone(),
+        open_id: open_id.to_owned(),
+        union_id: union_id.map(str::to_owned),
+        token_hash: token.to_owned(),
+        now,
+        expires_at: now + chrono::Duration::hours(1),
+    };
+    let batch = [
+        login(&known[2], None, "b0"),
+        login("oNeverSeen0000000000000000001", None, "b1"),
+        login(&known[0], None, "b2"),
+        login(&known[2], None, "b3"), // the same identity again: not in this statement
+        login(&known[3], Some("uNotItsUnionId0000000000001"), "b4"),
+        login(&known[1], None, "b5"),
+        login(&known[3], None, "b6"), // after its first, which was not taken: not either
+    ];
+    let answers = login_returning_batch(&db, &batch).await.unwrap();
+    let taken: Vec<Option<&str>> = answers
+        .iter()
+        .map(|a| a.as_ref().map(|(_, identity)| identity.open_id.as_str()))
+        .collect();
+    assert_eq!(
+        taken,
+        [
+            Some(known[2].as_str()),
+            None,
+            Some(known[0].as_str()),
+            None,
+            None,
+            Some(known[1].as_str()),
+            None,
+        ]
+    );
+    for (user, identity) in answers.iter().flatten() {
+        assert_eq!(identity.user_id, user.id);
+    }
+    assert_eq!(
+        (
+            app.count("SELECT COUNT(*) FROM sessions").await - before.0,
+            app.count("SELECT COUNT(*) FROM events WHERE kind = 'login'")
+                .await
+                - before.1,
+        ),
+        (3, 3)
+    );
+    // Each session went to the login that carried its token, on that person's identity.
+    for (token, open_id) in [("b0", &known[2]), ("b2", &known[0]), ("b5", &known[1])] {
+        assert_eq!(
+            app.count(&format!(
+                "SELECT COUNT(*) FROM sessions s JOIN identities i ON i.id = s.identity_id \
+                 WHERE s.token_hash = '{token}' AND i.open_id = '{open_id}'"
+            ))
+            .await,
+            1,
+            "session {token}"
+        );
+    }
     db.close().await.unwrap();
 }
