@@ -17,7 +17,6 @@
 //! * [`config`]: a TOML text and `WXUNION_*` overrides through `Config::from_text`, the parse
 //!   and validation `Config::load` runs.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
@@ -35,7 +34,7 @@ use crate::graphql::{ApiSchema, Caller};
 use crate::http::{CALLBACK_BODY_LIMIT, Decoded};
 use crate::jobs::EventJob;
 use crate::wechat::crypto::{self, MsgCrypt};
-use crate::wechat::envelope::{self, Opened, Refusal};
+use crate::wechat::envelope::{self, Opened, QueryParams, Refusal};
 use crate::wechat::message::{self, Message};
 
 /// The accounts the callback targets post to, configured as an operator would. Tokens, keys
@@ -110,7 +109,7 @@ pub fn callback_raw(data: &[u8]) -> CallbackOutcome {
 
 /// The route's query parameters, from the query as it would arrive in a URL (one hyper
 /// accepts).
-fn query_params(app_id: &str, query: &[u8]) -> Option<HashMap<String, String>> {
+fn query_params(app_id: &str, query: &[u8]) -> Option<QueryParams> {
     let query = std::str::from_utf8(query).ok()?;
     let uri: Uri = format!("/wechat/callback/{app_id}?{query}").parse().ok()?;
     Some(crate::http::callback_params(uri.query()))
@@ -118,7 +117,7 @@ fn query_params(app_id: &str, query: &[u8]) -> Option<HashMap<String, String>> {
 
 /// What `http::wechat_callback::receive` does, short of the database: the body limit, `open`,
 /// then the job, its payload, its dedupe key and the reply, each checked.
-fn receive(app: &AppConfig, q: &HashMap<String, String>, body: &[u8]) -> CallbackOutcome {
+fn receive(app: &AppConfig, q: &QueryParams, body: &[u8]) -> CallbackOutcome {
     if body.len() > CALLBACK_BODY_LIMIT {
         return CallbackOutcome::NotARequest;
     }
@@ -137,7 +136,7 @@ fn receive(app: &AppConfig, q: &HashMap<String, String>, body: &[u8]) -> Callbac
 /// The route's work on an opened message, with what must hold of it: the job's payload reads
 /// back as the same job (the worker reads it), and a reply reads back, verified and decrypted
 /// when the message came encrypted, as the welcome text addressed to the sender.
-fn after_open(app: &AppConfig, q: &HashMap<String, String>, opened: &Opened) -> bool {
+fn after_open(app: &AppConfig, q: &QueryParams, opened: &Opened) -> bool {
     let msg = &opened.message;
     let job = EventJob::from_message(msg);
     let payload = match serde_json::to_string(&job) {

@@ -7,7 +7,6 @@
 //! app and reason (`super::refusals`). A message that was already recorded (a WeChat retry, a
 //! repeat) is answered the same way and counted in `wxunion_callback_duplicates_total`.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,18 +20,18 @@ use crate::domain::job::JobKind;
 use crate::domain::{AppConfig, AppId, AppKind};
 use crate::jobs::EventJob;
 use crate::jobs::inbox::{NewJob, Recorded};
-use crate::wechat::envelope::{self, Refusal};
+use crate::wechat::envelope::{self, QueryParams, Refusal};
 
 /// The query parameters of a callback, by name (a repeated name keeps its last value).
 ///
 /// What `Query<HashMap<String, String>>` gives (form decoding, `+` as a space, invalid UTF-8
 /// replaced), without axum's extractor: that goes through serde and `serde_path_to_error`,
 /// about 15,000 instructions per callback (`bench/callgrind.sh`).
-pub fn params(raw: Option<&str>) -> HashMap<String, String> {
+pub fn params(raw: Option<&str>) -> QueryParams {
     // A name or value without `%` or `+` (all of WeChat's) is taken as it is; the others go
     // through `form_urlencoded`.
     let plain = |s: &str| !s.bytes().any(|b| b == b'%' || b == b'+');
-    let mut q = HashMap::new();
+    let mut q = QueryParams::new();
     for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some((name, value)) if plain(pair) => {
@@ -135,11 +134,7 @@ pub async fn verify(
     }
 }
 
-fn verification(
-    state: &AppState,
-    app_id: &str,
-    q: &HashMap<String, String>,
-) -> Result<String, Refused> {
+fn verification(state: &AppState, app_id: &str, q: &QueryParams) -> Result<String, Refused> {
     let app = official_account(state, app_id).ok_or(Refused::UnknownAppVerification)?;
     match q.get("echostr") {
         Some(echostr) if envelope::signature_ok(app, q) => Ok(echostr.clone()),
@@ -164,7 +159,7 @@ pub async fn receive(
 async fn record(
     state: &AppState,
     app_id: &str,
-    q: &HashMap<String, String>,
+    q: &QueryParams,
     body: &[u8],
 ) -> Result<Response, Refused> {
     let app = official_account(state, app_id).ok_or(Refused::UnknownApp)?;
@@ -204,6 +199,8 @@ async fn record(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
     use axum::extract::Query;
     use axum::http::Uri;
@@ -228,7 +225,7 @@ mod tests {
         for query in queries {
             let uri: Uri = format!("/wechat/callback/wx1?{query}").parse().unwrap();
             let Query(expected) = Query::<HashMap<String, String>>::try_from_uri(&uri).unwrap();
-            assert_eq!(params(uri.query()), expected, "query {query:?}");
+            assert_eq!(params(uri.query()).to_map(), expected, "query {query:?}");
         }
         assert!(params(None).is_empty());
     }
