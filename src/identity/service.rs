@@ -27,6 +27,8 @@ use crate::wechat::{AccessTokens, WechatClient};
 /// The most returning logins one statement writes. Under the benchmark's 32 connections a
 /// group holds about a dozen; the bound keeps one statement's locks and size modest.
 const RETURNING_LOGINS_PER_COMMIT: usize = 64;
+/// Returning-login statements in flight at once, each on a connection of the writer's own.
+const RETURNING_LOGIN_FLUSHES: usize = 2;
 
 /// Returning logins to write, each answered with its user and identity when the
 /// one-statement path took it.
@@ -226,17 +228,22 @@ impl Service {
     /// commit each, which is most of what a login costs PostgreSQL.
     fn returning_logins(&self) -> &ReturningLogins {
         self.returning_logins.get_or_init(|| {
-            let db = self.db.clone();
+            let writer = Arc::new(store::sessions::ReturningLoginWriter::new(
+                self.db.clone(),
+                &self.config.database_url,
+                RETURNING_LOGIN_FLUSHES as u32,
+                super::deadline::pool_timeout(self.config.database_timeout_ms),
+            ));
             let limits = Limits {
                 batch_size_metric: "wxunion_login_batch_size",
                 max_batch: RETURNING_LOGINS_PER_COMMIT,
-                max_flushes: 2,
+                max_flushes: RETURNING_LOGIN_FLUSHES,
                 queue: 4096,
                 deadline: self.database_timeout() * super::deadline::AFTER_WECHAT,
             };
-            GroupCommit::start("returning_logins", limits, move |logins| {
-                let db = db.clone();
-                async move { store::sessions::login_returning_batch(&db, &logins).await }
+            GroupCommit::start("returning logins", limits, move |logins| {
+                let writer = writer.clone();
+                async move { writer.write(&logins).await }
             })
         })
     }

@@ -38,6 +38,29 @@ pub async fn connect_bounded(
     max_connections: u32,
     acquire_timeout: Duration,
 ) -> Result<DatabaseConnection, DbErr> {
+    connect_with(url, max_connections, acquire_timeout, &[]).await
+}
+
+/// PostgreSQL settings of a pool that runs only statements that find every row through an
+/// index ([`sessions::login_returning_batch`]).
+///
+/// A cached generic plan lives as long as its connection, and one made while a table was
+/// small may scan the table whole ever after: planned while `users` held a few hundred rows,
+/// every returning login read all of `users` once it had grown to thousands
+/// (`bench/login.sh`). With sequential scans priced out such a statement keeps its index
+/// plan whatever the tables' sizes. Not for the main pool: there the job gauges count whole
+/// tables, and priced out a scan still runs but costs them parallelism and triggers JIT
+/// (342 ms against 79 ms for 400,000 jobs). `jit` is off too: no statement there needs it.
+pub const INDEX_ONLY: &[(&str, &str)] = &[("enable_seqscan", "off"), ("jit", "off")];
+
+/// [`connect_bounded`] with PostgreSQL settings for every connection of the pool (ignored
+/// on SQLite).
+pub async fn connect_with(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+    pg_settings: &'static [(&'static str, &'static str)],
+) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.sqlx_logging(false)
         .connect_timeout(acquire_timeout)
@@ -47,22 +70,18 @@ pub async fn connect_bounded(
     } else {
         // PostgreSQL's default plan caching: every statement is prepared once per connection
         // and, after five executions, runs a cached generic plan when that is no worse. Each
-        // statement finds its rows through a unique or partial index whatever the table's
-        // size (the job claim walks `ix_jobs_pending` in id order, empty table or not), so
-        // generic plans are safe, and planning the login statement anew each time cost more
-        // than running it.
-        // A cached generic plan lives as long as its connection, and one made while a table
-        // was small may scan the table whole ever after: with a few hundred users, every
-        // returning login read all of `users` once it had grown to thousands (bench/login.sh).
-        // So sequential scans are a last resort on wxunion's connections (`enable_seqscan =
-        // off` only prices them out; a statement with no usable index still runs). No request
-        // path needs one, and counts and batch work have an index to walk.
+        // request path's statement finds its rows through a unique or partial index (the job
+        // claim walks `ix_jobs_pending` in id order, empty table or not), and planning the
+        // login statement anew each time cost more than running it; see [`INDEX_ONLY`] for
+        // the one that needs more.
         // A pooled connection is pinged before use only after a second idle (a dropped one
         // is found then); one in steady use is not, which saves a round trip per statement.
         opts.max_connections(max_connections)
             .min_connections(1)
-            .test_before_acquire_if_idle_for(Duration::from_secs(1))
-            .map_sqlx_postgres_opts(|o| o.options([("enable_seqscan", "off")]));
+            .test_before_acquire_if_idle_for(Duration::from_secs(1));
+        if !pg_settings.is_empty() {
+            opts.map_sqlx_postgres_opts(move |o| o.options(pg_settings.iter().copied()));
+        }
     }
     Database::connect(opts).await
 }

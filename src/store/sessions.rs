@@ -220,6 +220,56 @@ pub async fn login_returning_batch(
     Ok(answers)
 }
 
+/// Writes returning logins on a pool of their own, opened at the first write: on PostgreSQL
+/// `max_connections` connections with [`super::INDEX_ONLY`] settings (the statement keeps its
+/// index plan as `users` grows), on SQLite the main pool (nothing is written there).
+pub struct ReturningLoginWriter {
+    main: DatabaseConnection,
+    url: String,
+    max_connections: u32,
+    acquire_timeout: std::time::Duration,
+    pool: tokio::sync::OnceCell<DatabaseConnection>,
+}
+
+impl ReturningLoginWriter {
+    pub fn new(
+        main: DatabaseConnection,
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: std::time::Duration,
+    ) -> Self {
+        ReturningLoginWriter {
+            main,
+            url: url.to_owned(),
+            max_connections,
+            acquire_timeout,
+            pool: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// [`login_returning_batch`] on the writer's pool.
+    pub async fn write(
+        &self,
+        logins: &[ReturningLogin],
+    ) -> Result<Vec<Option<(User, Identity)>>, DbErr> {
+        if self.main.get_database_backend() != DbBackend::Postgres {
+            return login_returning_batch(&self.main, logins).await;
+        }
+        let pool = self
+            .pool
+            .get_or_try_init(|| {
+                super::connect_with(
+                    &self.url,
+                    self.max_connections,
+                    self.acquire_timeout,
+                    super::INDEX_ONLY,
+                )
+            })
+            .await?;
+        login_returning_batch(pool, logins).await
+    }
+}
+
 /// One returning login: [`login_returning_batch`] of one.
 pub async fn login_returning(
     db: &impl ConnectionTrait,

@@ -644,10 +644,12 @@ async fn logins_commit_their_sessions(app: &TestApp, prefix: &str, n: usize) {
     }
 }
 
-/// A pooled connection keeps a statement's cached (generic) plan for its whole life. One
-/// planned while `users` held a row must still find the user by its key once the table has
-/// grown: with the plan PostgreSQL picks for a tiny table, every returning login scanned all
-/// of `users` (seen in `bench/login.sh`, where 5,000 users made it cost hundreds of µs).
+/// A pooled connection keeps a statement's cached (generic) plan for its whole life. On the
+/// returning-login writer's pool (`store::INDEX_ONLY`), one planned while `users` held a few
+/// hundred rows must still find the user by its key once the table has grown: with the plan
+/// PostgreSQL picks for a small table, every returning login scanned all of `users` (seen in
+/// `bench/login.sh`, where 5,000 users made it cost hundreds of µs; without the settings this
+/// test reads 200,020 rows).
 #[tokio::test]
 async fn a_returning_login_planned_on_a_tiny_table_does_not_scan_users_once_it_has_grown() {
     use sea_orm::{ConnectionTrait, Statement};
@@ -658,8 +660,16 @@ async fn a_returning_login_planned_on_a_tiny_table_does_not_scan_users_once_it_h
     let app = spawn_app().await;
     let person = app.login(MP1, "tiny-table").await;
     let open_id = person["identity"]["openId"].as_str().unwrap().to_owned();
-    // One connection, so every login below runs on the backend that cached the plan.
-    let db = wxunion::store::connect(&app.database_url, 1).await.unwrap();
+    // A pool like the returning-login writer's, of one connection, so that every login below
+    // runs on the backend that cached the plan.
+    let db = wxunion::store::connect_with(
+        &app.database_url,
+        1,
+        std::time::Duration::from_secs(10),
+        wxunion::store::INDEX_ONLY,
+    )
+    .await
+    .unwrap();
     let config = app.config.app(MP1).unwrap().clone();
     let app_id = AppId::parse(MP1).unwrap();
     let scope = config.scope();
@@ -822,4 +832,40 @@ async fn a_batch_of_returning_logins_answers_each_in_place_and_writes_only_those
         );
     }
     db.close().await.unwrap();
+}
+
+/// Only the returning-login writer's pool prices sequential scans out: on the main pool the
+/// job gauges count whole tables, and with scans priced out PostgreSQL gave up parallelism and
+/// compiled them with JIT (342 ms against 79 ms for 400,000 jobs).
+#[tokio::test]
+async fn only_the_returning_login_pool_prices_out_sequential_scans() {
+    use sea_orm::{ConnectionTrait, Statement};
+    let app = spawn_app().await;
+    let show = |db: sea_orm::DatabaseConnection| async move {
+        let mut settings = Vec::new();
+        for name in ["enable_seqscan", "jit"] {
+            let row = db
+                .query_one_raw(Statement::from_string(
+                    db.get_database_backend(),
+                    format!("SHOW {name}"),
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            settings.push(row.try_get_by_index::<String>(0).unwrap());
+        }
+        db.close().await.unwrap();
+        settings
+    };
+    // The server's own `jit` setting stands on the main pool.
+    assert_eq!(show(app.db().await).await[0], "on");
+    let writer_pool = wxunion::store::connect_with(
+        &app.database_url,
+        1,
+        std::time::Duration::from_secs(10),
+        wxunion::store::INDEX_ONLY,
+    )
+    .await
+    .unwrap();
+    assert_eq!(show(writer_pool).await, ["off", "off"]);
 }
