@@ -493,6 +493,50 @@ async fn concurrent_returning_logins_of_one_person_each_open_a_session() {
     );
 }
 
+/// Returning logins of many people at once share statements (`wxunion_login_batch_size`):
+/// each still gets its own session, on its own user, and one `LOGIN`.
+#[tokio::test]
+async fn concurrent_returning_logins_of_many_people_each_open_their_own_session() {
+    const PEOPLE: usize = 8;
+    const EACH: usize = 4;
+    let app = spawn_app().await;
+    let mut users = std::collections::HashMap::new();
+    let mut codes = Vec::new();
+    for p in 0..PEOPLE {
+        let person = format!("crowd-{p}");
+        let first = app.login(MP1, &person).await;
+        users.insert(person.clone(), first["user"]["id"].clone());
+        for _ in 0..EACH {
+            codes.push((person.clone(), app.mint_code(MP1, &person).await));
+        }
+    }
+    let app = &app;
+    let logins = codes
+        .iter()
+        .map(|(person, code)| async move { (person, app.login_with_code(MP1, code).await) });
+    for (person, v) in futures::future::join_all(logins).await {
+        assert!(v["errors"].is_null(), "{v}");
+        assert_eq!(v["data"]["loginWithCode"]["user"]["id"], users[person]);
+        assert_eq!(v["data"]["loginWithCode"]["isNewUser"], false);
+    }
+    let total = (PEOPLE * (EACH + 1)) as i64;
+    assert_eq!(app.count("SELECT COUNT(*) FROM sessions").await, total);
+    assert_eq!(
+        app.count("SELECT COUNT(*) FROM events WHERE kind = 'login'")
+            .await,
+        total
+    );
+    assert_eq!(
+        app.count(
+            "SELECT COUNT(*) FROM sessions s JOIN identities i ON i.id = s.identity_id \
+             WHERE i.user_id <> s.user_id"
+        )
+        .await,
+        0
+    );
+    assert!(app.metrics().await.contains("wxunion_login_batch_size"));
+}
+
 /// Clients that give up mid-login (a mini program losing its network) must not leave a
 /// transaction open on a pooled connection: later logins on that connection would run inside
 /// it, answer as if committed, and vanish. Hundreds of logins are abandoned at random moments,
