@@ -133,20 +133,15 @@ async fn track(req: Request, next: Next) -> Response {
     let status = resp.status().as_u16();
     let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     ROUTE_METRICS.with_borrow_mut(|routes| {
-        if !routes.contains_key(route) {
-            routes.insert(route.to_owned(), HashMap::new());
-        }
-        let Some(by_status) = routes.get_mut(route) else {
-            return;
+        // Looked up by `&str`: the route is copied into the map only the first time.
+        let by_status = match routes.get_mut(route) {
+            Some(by_status) => by_status,
+            None => routes.entry(route.to_owned()).or_default(),
         };
-        let handles = by_status
+        by_status
             .entry((method, status))
-            .or_insert_with(|| RouteHandles::new(route, method, status));
-        if let Some(callback_seconds) = &handles.callback_seconds {
-            callback_seconds.record(elapsed);
-        }
-        handles.requests.increment(1);
-        handles.seconds.record(elapsed);
+            .or_insert_with(|| RouteHandles::new(route, method, status))
+            .record(elapsed);
     });
     resp
 }
@@ -167,6 +162,14 @@ impl RouteHandles {
             callback_seconds: (route == CALLBACK_ROUTE)
                 .then(|| metrics::histogram!("wxunion_callback_seconds")),
         }
+    }
+
+    fn record(&self, elapsed: f64) {
+        if let Some(callback_seconds) = &self.callback_seconds {
+            callback_seconds.record(elapsed);
+        }
+        self.requests.increment(1);
+        self.seconds.record(elapsed);
     }
 }
 

@@ -248,9 +248,10 @@ impl Service {
         })
     }
 
-    /// Links a login's identity and opens its session: in one statement for someone already
-    /// known here with nothing new to link (`store::sessions::login_returning`), else the
-    /// general way, a link and then the session. Returns the session's token and expiry.
+    /// Links a login's identity and opens its session: in one statement, shared with the other
+    /// returning logins in flight, for someone already known here with nothing new to link
+    /// ([`Service::returning_logins`]), else the general way, a link and then the session.
+    /// Returns the session's token and expiry.
     async fn link_and_open(
         &self,
         app: &AppConfig,

@@ -105,7 +105,7 @@ pub async fn prune(db: &impl ConnectionTrait, now: DateTime<Utc>) -> Result<u64,
         .rows_affected)
 }
 
-/// A login by someone already known in this app, as [`login_returning`] takes it.
+/// A login by someone already known in this app, as [`login_returning_batch`] takes it.
 #[derive(Debug, Clone)]
 pub struct ReturningLogin {
     pub app_id: AppId,
@@ -270,7 +270,8 @@ impl ReturningLoginWriter {
     }
 }
 
-/// One returning login: [`login_returning_batch`] of one.
+/// One returning login: [`login_returning_batch`] of one, on `db` (the service goes through
+/// [`ReturningLoginWriter`]; tests call this).
 pub async fn login_returning(
     db: &impl ConnectionTrait,
     login: &ReturningLogin,
