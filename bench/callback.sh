@@ -44,6 +44,12 @@ trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 jobs_count() { psql -h "$PG_HOST" -U "$PG_USER" -d "$DB" -tAc "select count(*) from jobs"; }
+# Server-wide PostgreSQL counters that explain latency tails: checkpoints, buffers the
+# backends had to write themselves, WAL bytes, WAL writes forced by full WAL buffers.
+pg_counters() {
+    psql -h "$PG_HOST" -U "$PG_USER" -d "$DB" -tAF' ' -c "select b.checkpoints_timed + b.checkpoints_req,
+        b.buffers_backend, w.wal_bytes, w.wal_buffers_full from pg_stat_bgwriter b, pg_stat_wal w"
+}
 
 # ---- services -------------------------------------------------------------------------
 start_services
@@ -86,6 +92,7 @@ wechat_api_base = "$WECHAT_BASE"
 sandbox = false
 $WORKERS_LINE
 $POOL_LINE
+${BENCH_EXTRA_CONFIG:-}
 
 [[apps]]
 app_id = "$APP_ID"
@@ -138,18 +145,22 @@ measure() { # label port pid
     if [[ $label == callback ]]; then
         sleep 0.5 # let requests wrk abandoned at the warm-up deadline commit
         before_rows=$(jobs_count)
+        PG_BEFORE=$(pg_counters)
     fi
-    cpu_srv0=$(cpu_of "$pid"); cpu_pg0=$(cpu_postgres)
+    cpu_srv0=$(cpu_of "$pid"); cpu_pg0=$(cpu_postgres); local ticks0; ticks0=$(cpu_ticks)
+    local sys0; sys0=$(cpu_sys_of "$pid")
     log "$label: ${SECONDS_PER_RUN}s, $CONNECTIONS connections, $THREADS wrk thread(s)"
     local line
     line=$(run_wrk "$label" "$port" "$WORK/requests.txt" "$SECONDS_PER_RUN")
     local cpu_srv cpu_pg
     cpu_srv=$(awk -v a="$cpu_srv0" -v b="$(cpu_of "$pid")" 'BEGIN { printf "%.1f", b - a }')
     cpu_pg=$(awk -v a="$cpu_pg0" -v b="$(cpu_postgres)" 'BEGIN { printf "%.1f", b - a }')
-    line="$line cpu_server=$cpu_srv cpu_postgres=$cpu_pg"
+    line="$line cpu_server=$cpu_srv cpu_server_sys=$(awk -v a="$sys0" -v b="$(cpu_sys_of "$pid")" \
+        'BEGIN { printf "%.1f", b - a }') cpu_postgres=$cpu_pg steal=$(steal_pct "$ticks0" "$(cpu_ticks)")"
     if [[ $label == callback ]]; then
         sleep 0.5 # let requests wrk abandoned at the deadline finish
         line="$line rows=$(($(jobs_count) - before_rows))"
+        PG_AFTER=$(pg_counters)
     fi
     printf -v "R_$label" '%s' "$line"
     log "$line"
@@ -176,23 +187,31 @@ echo "wxunion safe-mode callback vs bare axum: ${SECONDS_PER_RUN}s per run, $CON
     "$THREADS wrk thread(s), $(nproc) CPUs, job_workers=${JOB_WORKERS:-default}, WeChat $WECHAT," \
     "$KIND callbacks, open_platform=$OPEN_PLATFORM" \
     "${SYNC_COMMIT:+synchronous_commit=$SYNC_COMMIT}"
-printf '%-10s %12s %10s %10s %10s %12s %14s %12s\n' target "requests/s" "p50 ms" "p90 ms" "p99 ms" non-2xx \
-    "cpu server s" "cpu pg s"
+printf '%-10s %12s %10s %10s %10s %12s %14s %12s %8s\n' target "requests/s" "p50 ms" "p90 ms" "p99 ms" non-2xx \
+    "cpu server s" "cpu pg s" "steal %"
 for l in bare callback; do
     r=R_$l
-    printf '%-10s %12s %10s %10s %10s %12s %14s %12s\n' "$l" "$(field rps "${!r}")" \
+    printf '%-10s %12s %10s %10s %10s %12s %14s %12s %8s\n' "$l" "$(field rps "${!r}")" \
         "$(ms "$(field p50 "${!r}")")" "$(ms "$(field p90 "${!r}")")" "$(ms "$(field p99 "${!r}")")" \
-        "$(field non2xx "${!r}")" "$(field cpu_server "${!r}")" "$(field cpu_postgres "${!r}")"
+        "$(field non2xx "${!r}")" "$(field cpu_server "${!r}")" "$(field cpu_postgres "${!r}")" \
+        "$(field steal "${!r}")"
 done
 echo "ratio callback/bare: $ratio (goal >= 0.3: $(awk -v r="$ratio" 'BEGIN { print (r >= 0.3) ? "met" : "NOT met" }'))"
 echo "wxunion CPU per callback: $(awk -v c="$(field cpu_server "$R_callback")" -v n="$c_req" \
     'BEGIN { printf "%.1f", c * 1e6 / n }') us (goal <= 20); PostgreSQL: $(awk \
-    -v c="$(field cpu_postgres "$R_callback")" -v n="$c_req" 'BEGIN { printf "%.1f", c * 1e6 / n }') us"
+    -v c="$(field cpu_postgres "$R_callback")" -v n="$c_req" 'BEGIN { printf "%.1f", c * 1e6 / n }') us;" \
+    "wxunion's in the kernel: $(awk -v c="$(field cpu_server_sys "$R_callback")" -v n="$c_req" \
+    'BEGIN { printf "%.1f", c * 1e6 / n }') us"
 echo "callback: $c_ok successful responses counted by wrk, $rows jobs rows written during the run" \
     "(rows may exceed responses by requests in flight at the deadline)"
 echo "jobs by status after the run (the worker(s) drain the inbox behind the callbacks):" \
     "$(psql -h "$PG_HOST" -U "$PG_USER" -d "$DB" -tAc \
         "select string_agg(status || '=' || n, ' ') from (select status, count(*) n from jobs group by 1 order by 1) s")"
+read -r ck0 bb0 wal0 wbf0 <<<"$PG_BEFORE"; read -r ck1 bb1 wal1 wbf1 <<<"$PG_AFTER"
+echo "PostgreSQL during the callback run (whole server): $((ck1 - ck0)) checkpoint(s)," \
+    "$((bb1 - bb0)) buffers written by backends, $(awk -v a="$wal0" -v b="$wal1" \
+    'BEGIN { printf "%.0f", (b - a) / 1048576 }') MB of WAL ($(awk -v a="$wal0" -v b="$wal1" -v n="$c_req" \
+    'BEGIN { printf "%.0f", (b - a) / n }') bytes per callback), $((wbf1 - wbf0)) writes forced by full WAL buffers"
 wraps=$(field wraps "$R_callback")
 [[ $wraps == 0 ]] || echo "warning: wrk threads wrapped around their request lists $wraps time(s);" \
     "repeats were answered by dedupe (raise BENCH_REQUESTS)"
@@ -200,6 +219,13 @@ echo "inbox batch sizes (wxunion_inbox_batch_size):"
 grep '^wxunion_inbox_batch_size' "$WORK/metrics.txt" | sed 's/^/  /' || echo "  (not exported)"
 awk '/^wxunion_inbox_batch_size_sum/ { s = $2 } /^wxunion_inbox_batch_size_count/ { c = $2 }
      END { if (c) printf "  mean rows per INSERT since start (warm-up included): %.1f over %d INSERTs\n", s / c, c }' \
+    "$WORK/metrics.txt"
+
+echo "inbox flush durations, statement and commit, seconds (wxunion_inbox_flush_seconds):"
+grep '^wxunion_inbox_flush_seconds{' "$WORK/metrics.txt" | sed 's/^/  /' || echo "  (not exported)"
+
+awk '/^wxunion_callback_seconds_bucket\{le="0.01"\}/ { w = $2 } /^wxunion_callback_seconds_count/ { n = $2 }
+     END { if (n) printf "callbacks the handler answered within 10 ms (wxunion_callback_seconds, warm-up included): %.2f %%\n", 100 * w / n }' \
     "$WORK/metrics.txt"
 
 status=0
