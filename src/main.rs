@@ -83,7 +83,11 @@ fn main() -> ExitCode {
     if !matches!(cli.command, Some(Command::Check { .. })) {
         telemetry::init_tracing();
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.runtime_threads > 0 {
+        builder.worker_threads(config.runtime_threads);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("cannot start the async runtime: {e}");
@@ -237,7 +241,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(sim) = app.simulator() {
         println!("{}", sandbox::banner(app.config(), listen, sim.addr));
     }
-    tracing::info!(%listen, database = %redact_url(&app.config().database_url), "wxunion serving");
+    tracing::info!(
+        %listen,
+        database = %redact_url(&app.config().database_url),
+        runtime_threads = tokio::runtime::Handle::current().metrics().num_workers(),
+        "wxunion serving"
+    );
     app.run_until_stopped(shutdown_signal()).await
 }
 

@@ -69,6 +69,7 @@ struct RawConfig {
     event_retention_days: Option<u64>,
     #[serde(default)]
     job_workers: Option<u64>,
+    runtime_threads: Option<u64>,
     #[serde(default)]
     job_lease_seconds: Option<u64>,
     #[serde(default)]
@@ -123,6 +124,9 @@ pub struct Config {
     /// Audit-trail events older than this many days are pruned.
     pub event_retention_days: u64,
     pub job_workers: usize,
+    /// Threads of the async runtime that serves requests; 0 (the default) means one per CPU.
+    /// Fewer than the CPUs leaves room for a PostgreSQL on the same machine.
+    pub runtime_threads: usize,
     pub job_lease_seconds: u64,
     pub max_forced_token_refreshes_per_hour: u64,
     pub cors_allowed_origins: Vec<String>,
@@ -177,6 +181,7 @@ const SCALAR_KEYS: &[(&str, ScalarKind)] = &[
     ("session_ttl_seconds", ScalarKind::Int),
     ("event_retention_days", ScalarKind::Int),
     ("job_workers", ScalarKind::Int),
+    ("runtime_threads", ScalarKind::Int),
     ("job_lease_seconds", ScalarKind::Int),
     ("max_forced_token_refreshes_per_hour", ScalarKind::Int),
     ("graphiql", ScalarKind::Bool),
@@ -395,6 +400,7 @@ mod bounds {
     pub const WECHAT_TIMEOUT_MS: (u64, u64) = (100, 120_000);
     pub const SESSION_TTL_SECONDS: (u64, u64) = (60, 366 * 86_400);
     pub const JOB_WORKERS: (u64, u64) = (0, 256);
+    pub const RUNTIME_THREADS: (u64, u64) = (0, 1_024);
     pub const JOB_LEASE_SECONDS: (u64, u64) = (1, 86_400);
     pub const MAX_FORCED_TOKEN_REFRESHES_PER_HOUR: (u64, u64) = (1, 1_000);
     pub const HTTP_HEADER_READ_TIMEOUT_SECONDS: (u64, u64) = (1, 300);
@@ -433,6 +439,7 @@ fn validate(
         sim_listen: network.sim_listen,
         session_ttl_seconds: limits.session_ttl_seconds,
         job_workers: limits.job_workers,
+        runtime_threads: limits.runtime_threads,
         job_lease_seconds: limits.job_lease_seconds,
         max_forced_token_refreshes_per_hour: limits.max_forced_token_refreshes_per_hour,
         cors_allowed_origins: network.cors_allowed_origins,
@@ -529,6 +536,7 @@ struct Limits {
     wechat_timeout_ms: u64,
     session_ttl_seconds: u64,
     job_workers: usize,
+    runtime_threads: usize,
     job_lease_seconds: u64,
     max_forced_token_refreshes_per_hour: u64,
     http_header_read_timeout_seconds: u64,
@@ -587,6 +595,9 @@ fn limits(c: &Check<'_>, raw: &RawConfig) -> Result<Limits, ConfigError> {
         )?,
         // 0 is allowed: an ingest-only instance records callbacks and leaves the jobs to others.
         job_workers: c.within("job_workers", raw.job_workers, 4, JOB_WORKERS)? as usize,
+        // 0: one per CPU (the runtime's own default, which also honours a container's quota).
+        runtime_threads: c.within("runtime_threads", raw.runtime_threads, 0, RUNTIME_THREADS)?
+            as usize,
         job_lease_seconds: c.within(
             "job_lease_seconds",
             raw.job_lease_seconds,

@@ -229,6 +229,7 @@ fn every_duration_and_size_has_an_upper_bound() {
         ("wechat_timeout_ms", "86400000"),
         ("database_max_connections", "5000"),
         ("job_workers", "100000"),
+        ("runtime_threads", "1025"),
         ("max_forced_token_refreshes_per_hour", "1000000"),
         ("http_request_timeout_seconds", "999999"),
         ("shutdown_grace_seconds", "7200"),
@@ -366,4 +367,19 @@ fn a_text_already_read_loads_exactly_like_the_file_it_came_from() {
     let none = Config::from_text(None, Vec::new()).unwrap();
     assert!(none.sandbox);
     assert_eq!(none.source, None);
+}
+
+#[test]
+fn runtime_threads_default_to_one_per_cpu_and_come_from_the_file_or_the_environment() {
+    assert_eq!(load_str(OA).unwrap().runtime_threads, 0);
+    assert_eq!(
+        load_str(&format!("runtime_threads = 1\n{OA}"))
+            .unwrap()
+            .runtime_threads,
+        1
+    );
+    let env = vec![("WXUNION_RUNTIME_THREADS".to_owned(), "3".to_owned())];
+    assert_eq!(Config::load(None, env).unwrap().runtime_threads, 3);
+    let e = load_str(&format!("runtime_threads = -1\n{OA}")).unwrap_err();
+    assert_eq!(e.key, "runtime_threads", "{e}");
 }

@@ -320,11 +320,9 @@ async fn check_in_sandbox_mode_uses_the_in_process_simulator() {
     assert!(!out.contains("sandbox-callback-token"), "{out}");
 }
 
-/// Logs going to a file or a pipe (a service manager, `docker logs`, a collector) are plain
-/// text: no terminal colour codes around levels and field names. Before, every line carried
-/// them, and formatting them was about 4 % of a callback's instructions.
-#[test]
-fn logs_written_to_a_pipe_carry_no_terminal_colour_codes() {
+/// Starts `wxunion serve` on SQLite with `extra` added to the configuration and stdout piped;
+/// returns the process and the "wxunion serving" log line.
+fn serve_piped(extra: &str) -> (KillOnDrop, String, u16, tempfile::TempDir) {
     use std::io::BufRead;
     let tmp = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -338,7 +336,7 @@ fn logs_written_to_a_pipe_carry_no_terminal_colour_codes() {
         &path,
         format!(
             "listen = \"127.0.0.1:{port}\"\ndatabase_url = \"sqlite://{}?mode=rwc\"\n\
-             sandbox = false\n{APPS_TOML}",
+             sandbox = false\n{extra}\n{APPS_TOML}",
             db.display()
         ),
     )
@@ -349,6 +347,7 @@ fn logs_written_to_a_pipe_carry_no_terminal_colour_codes() {
             .arg(&path)
             .arg("serve")
             .env("RUST_LOG", "info")
+            .env_remove("TOKIO_WORKER_THREADS")
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -360,10 +359,35 @@ fn logs_written_to_a_pipe_carry_no_terminal_colour_codes() {
         .map_while(Result::ok)
         .find(|line| line.contains("wxunion serving"))
         .expect("serve logs that it is serving");
+    (child, serving, port, tmp)
+}
+
+/// Logs going to a file or a pipe (a service manager, `docker logs`, a collector) are plain
+/// text: no terminal colour codes around levels and field names. Before, every line carried
+/// them, and formatting them was about 4 % of a callback's instructions.
+#[test]
+fn logs_written_to_a_pipe_carry_no_terminal_colour_codes() {
+    let (_child, serving, port, _tmp) = serve_piped("");
     assert!(!serving.contains('\u{1b}'), "{serving:?}");
     assert!(serving.contains("INFO"), "{serving:?}");
     assert!(
         serving.contains(&format!("listen=127.0.0.1:{port}")),
+        "{serving:?}"
+    );
+}
+
+/// `runtime_threads` sets how many threads serve requests (the number is the running
+/// runtime's own count, logged at start); without it there is one per CPU.
+#[test]
+fn serve_runs_as_many_runtime_threads_as_configured_and_one_per_cpu_by_default() {
+    let (_one, serving, _, _tmp) = serve_piped("runtime_threads = 1");
+    assert!(serving.contains("runtime_threads=1"), "{serving:?}");
+    let (_three, serving, _, _tmp) = serve_piped("runtime_threads = 3");
+    assert!(serving.contains("runtime_threads=3"), "{serving:?}");
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    let (_default, serving, _, _tmp) = serve_piped("");
+    assert!(
+        serving.contains(&format!("runtime_threads={cpus}")),
         "{serving:?}"
     );
 }
