@@ -69,10 +69,12 @@ impl Application {
         let (db, cache) = connect_storage(&config).await?;
         let service = Service::new(config, db.clone(), cache, clock.clone(), &wechat_api_base)?;
         let wake = Arc::new(Notify::new());
+        // The recorder first: the inbox registers its histograms when it starts.
+        let metrics = telemetry::metrics_handle();
         let state = AppState {
             schema: graphql::build(Some(service.clone())),
             inbox: Inbox::start(db.clone(), wake.clone(), service.database_timeout()),
-            metrics: telemetry::metrics_handle(),
+            metrics,
             refusals: Arc::new(RefusalLog::new()),
             service,
         };

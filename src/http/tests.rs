@@ -37,6 +37,7 @@ async fn app() -> Router {
         "http://127.0.0.1:1",
     )
     .unwrap();
+    let metrics = crate::telemetry::metrics_handle();
     router(AppState {
         schema: crate::graphql::build(Some(service.clone())),
         inbox: Inbox::start(
@@ -44,7 +45,7 @@ async fn app() -> Router {
             Arc::new(tokio::sync::Notify::new()),
             service.database_timeout(),
         ),
-        metrics: crate::telemetry::metrics_handle(),
+        metrics,
         refusals: Arc::new(super::refusals::RefusalLog::new()),
         service,
     })

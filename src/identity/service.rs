@@ -236,10 +236,14 @@ impl Service {
             ));
             let limits = Limits {
                 batch_size_metric: "wxunion_login_batch_size",
+                flush_seconds_metric: "wxunion_login_flush_seconds",
                 max_batch: RETURNING_LOGINS_PER_COMMIT,
                 max_flushes: RETURNING_LOGIN_FLUSHES,
                 queue: 4096,
                 deadline: self.database_timeout() * super::deadline::AFTER_WECHAT,
+                // Logins write from a task of their own (`bounded_transaction`), so a login
+                // alone writes itself instead of waking the collector and a flush task.
+                inline_when_idle: true,
             };
             GroupCommit::start("returning logins", limits, move |logins| {
                 let writer = writer.clone();

@@ -49,10 +49,14 @@ impl Inbox {
     pub fn start(db: DatabaseConnection, wake: Arc<Notify>, deadline: Duration) -> Inbox {
         let limits = Limits {
             batch_size_metric: "wxunion_inbox_batch_size",
+            flush_seconds_metric: "wxunion_inbox_flush_seconds",
             max_batch: MAX_BATCH,
             max_flushes: MAX_FLUSHES,
             queue: QUEUE,
             deadline,
+            // A callback's handler can be dropped half-way (the client hangs up): its row is
+            // always written by a flush task of the collector's.
+            inline_when_idle: false,
         };
         let jobs = GroupCommit::start("callback jobs", limits, move |batch: Vec<NewJob>| {
             let (db, wake) = (db.clone(), wake.clone());

@@ -534,7 +534,9 @@ async fn concurrent_returning_logins_of_many_people_each_open_their_own_session(
         .await,
         0
     );
-    assert!(app.metrics().await.contains("wxunion_login_batch_size"));
+    let metrics = app.metrics().await;
+    assert!(metrics.contains("wxunion_login_batch_size"), "{metrics}");
+    assert!(metrics.contains("wxunion_login_flush_seconds"), "{metrics}");
 }
 
 /// Clients that give up mid-login (a mini program losing its network) must not leave a

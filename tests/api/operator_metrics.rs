@@ -50,6 +50,16 @@ async fn callbacks_are_timed_and_wechat_style_retries_counted_as_duplicates() {
         assert!(sample(&text, &bucket).is_some(), "no {bucket} in\n{text}");
     }
     assert!(sample(&text, "wxunion_callback_seconds_count").unwrap() >= 4.0);
+    // The inbox's statements: how many callbacks each wrote, and how long each took.
+    for series in [
+        "wxunion_inbox_batch_size_count",
+        "wxunion_inbox_flush_seconds_count",
+    ] {
+        assert!(
+            sample(&text, series).unwrap_or(0.0) >= 1.0,
+            "no {series} in\n{text}"
+        );
+    }
 
     // The queue gauges are published at start and every 15 s, by every instance.
     for series in [
