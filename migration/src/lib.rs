@@ -12,6 +12,7 @@ mod m20261127_000001_events;
 mod m20261127_000002_unionid_lookup_and_session_owner;
 mod m20261127_000003_phone_numbers;
 mod m20261127_000004_follower_syncs;
+mod m20261127_000005_jobs_dead_index;
 
 /// `CREATE [UNIQUE] INDEX IF NOT EXISTS name ON table (columns)`: every index wxunion has.
 pub(crate) fn index<T, C>(name: &str, table: T, columns: &[C], unique: bool) -> IndexCreateStatement
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000002_unionid_lookup_and_session_owner::Migration),
             Box::new(m20261127_000003_phone_numbers::Migration),
             Box::new(m20261127_000004_follower_syncs::Migration),
+            Box::new(m20261127_000005_jobs_dead_index::Migration),
         ]
     }
 }
