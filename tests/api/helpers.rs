@@ -586,3 +586,20 @@ pub fn sandbox_config(dir: &std::path::Path) -> Config {
     assert!(config.sandbox);
     config
 }
+
+/// Rows of `table` read by sequential scans, as PostgreSQL's statistics count them, after
+/// making the backend behind `db` publish its own (use a pool of one connection, so that the
+/// statements measured ran on that backend).
+pub async fn rows_read_by_sequential_scans(db: &sea_orm::DatabaseConnection, table: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    db.execute_unprepared("SELECT pg_stat_force_next_flush()")
+        .await
+        .unwrap();
+    let sql = Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "SELECT COALESCE(seq_tup_read, 0) FROM pg_stat_user_tables WHERE relname = $1",
+        [table.into()],
+    );
+    let row = db.query_one_raw(sql).await.unwrap().unwrap();
+    row.try_get_by_index::<i64>(0).unwrap()
+}

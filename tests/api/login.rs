@@ -698,7 +698,7 @@ async fn logins_commit_their_sessions(app: &TestApp, prefix: &str, n: usize) {
 /// test reads 200,020 rows).
 #[tokio::test]
 async fn a_returning_login_planned_on_a_tiny_table_does_not_scan_users_once_it_has_grown() {
-    use sea_orm::{ConnectionTrait, Statement};
+    use sea_orm::ConnectionTrait;
     use wxunion::domain::AppId;
     use wxunion::store::sessions::{ReturningLogin, login_returning};
 
@@ -764,25 +764,11 @@ async fn a_returning_login_planned_on_a_tiny_table_does_not_scan_users_once_it_h
         ))
         .await
         .unwrap();
-    // Rows of `users` read by sequential scans, as this backend has reported them.
-    let scanned = || async {
-        db.execute_unprepared("SELECT pg_stat_force_next_flush()")
-            .await
-            .unwrap();
-        let sql =
-            "SELECT COALESCE(seq_tup_read, 0) FROM pg_stat_user_tables WHERE relname = 'users'";
-        let row = db
-            .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-            .await
-            .unwrap()
-            .unwrap();
-        row.try_get_by_index::<i64>(0).unwrap()
-    };
-    let before = scanned().await;
+    let before = rows_read_by_sequential_scans(&db, "users").await;
     for n in 10..20 {
         login(n).await;
     }
-    let read = scanned().await - before;
+    let read = rows_read_by_sequential_scans(&db, "users").await - before;
     assert!(
         read < GROWN_TO,
         "ten returning logins read {read} rows of users by sequential scan (the table has {} rows)",

@@ -193,7 +193,7 @@ async fn inbox_and_queue_statements_on_postgres() {
 /// statistics. Before, each refresh read every row (21–283 ms at 400,000 jobs).
 #[tokio::test]
 async fn queue_gauges_on_postgres_count_without_reading_the_done_jobs() {
-    use sea_orm::{ConnectionTrait, Statement};
+    use sea_orm::ConnectionTrait;
     const DONE: i64 = 20_000;
     let test_db = fresh_postgres().await;
     let db = wxunion::store::connect(&test_db.url, 1).await.unwrap();
@@ -210,21 +210,9 @@ async fn queue_gauges_on_postgres_count_without_reading_the_done_jobs() {
     .await
     .unwrap();
     publish_statistics(&db).await;
-    // Rows of `jobs` read by sequential scans, as this backend has published them.
-    let scanned = || async {
-        publish_statistics(&db).await;
-        let sql = "SELECT COALESCE(seq_tup_read, 0) FROM pg_stat_user_tables \
-                   WHERE relname = 'jobs'";
-        let row = db
-            .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
-            .await
-            .unwrap()
-            .unwrap();
-        row.try_get_by_index::<i64>(0).unwrap()
-    };
-    let before = scanned().await;
+    let before = rows_read_by_sequential_scans(&db, "jobs").await;
     let stats = jobs::stats(&db, Utc::now()).await.unwrap();
-    let read = scanned().await - before;
+    let read = rows_read_by_sequential_scans(&db, "jobs").await - before;
     assert_eq!(
         (stats.pending, stats.running, stats.dead, stats.done),
         (3, 0, 2, DONE)
