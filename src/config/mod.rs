@@ -69,6 +69,7 @@ struct RawConfig {
     event_retention_days: Option<u64>,
     #[serde(default)]
     job_workers: Option<u64>,
+    #[serde(default)]
     runtime_threads: Option<u64>,
     #[serde(default)]
     job_lease_seconds: Option<u64>,

@@ -179,11 +179,7 @@ async fn jobs_left_by_a_killed_process_are_completed_after_a_restart() {
         .entry("cgi-bin/user/info".into())
         .or_default()
         .push_back(serde_json::from_value(json!({ "hold": true })).unwrap());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let path = tmp.path().join("proc.toml");
     std::fs::write(
         &path,

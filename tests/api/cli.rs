@@ -325,11 +325,7 @@ async fn check_in_sandbox_mode_uses_the_in_process_simulator() {
 fn serve_piped(extra: &str) -> (KillOnDrop, String, u16, tempfile::TempDir) {
     use std::io::BufRead;
     let tmp = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let path = tmp.path().join("wxunion.toml");
     let db = tmp.path().join("wxunion.db");
     std::fs::write(

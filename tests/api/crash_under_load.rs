@@ -44,14 +44,6 @@ fn config_text(port: u16, database_url: &str, prefix: &str, sim: &str) -> String
     )
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One `wxunion serve` process, restartable on the same port with the same configuration;
 /// its output goes to a log file shown when the test fails.
 struct Instance {

@@ -603,3 +603,12 @@ pub async fn rows_read_by_sequential_scans(db: &sea_orm::DatabaseConnection, tab
     let row = db.query_one_raw(sql).await.unwrap().unwrap();
     row.try_get_by_index::<i64>(0).unwrap()
 }
+
+/// A loopback port free at the moment of asking, for a `wxunion` process started by a test.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
