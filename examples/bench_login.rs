@@ -63,6 +63,10 @@ enum Command {
         rate: u64,
         #[arg(long)]
         seconds: u64,
+        /// Also write each request's scheduled start and latency (microseconds, tab-separated,
+        /// in sending order) there, to see whether slow answers come together in time.
+        #[arg(long)]
+        trace: Option<PathBuf>,
     },
 }
 
@@ -133,7 +137,8 @@ async fn main() -> anyhow::Result<()> {
             file,
             rate,
             seconds,
-        } => open_loop(&url, &file, rate, seconds).await,
+            trace,
+        } => open_loop(&url, &file, rate, seconds, trace.as_deref()).await,
     }
 }
 
@@ -145,7 +150,13 @@ fn report(what: std::fmt::Arguments<'_>) {
     }
 }
 
-async fn open_loop(url: &str, file: &PathBuf, rate: u64, seconds: u64) -> anyhow::Result<()> {
+async fn open_loop(
+    url: &str,
+    file: &PathBuf,
+    rate: u64,
+    seconds: u64,
+    trace: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     if rate == 0 {
         bail!("--rate must be at least 1");
     }
@@ -163,6 +174,7 @@ async fn open_loop(url: &str, file: &PathBuf, rate: u64, seconds: u64) -> anyhow
         .timeout(Duration::from_secs(10))
         .build()?;
     let start = Instant::now() + Duration::from_millis(100);
+    let start_wall = std::time::SystemTime::now() + Duration::from_millis(100);
     let interval = Duration::from_secs_f64(1.0 / rate as f64);
     let mut tasks = Vec::with_capacity(total);
     for (i, line) in lines.into_iter().take(total).enumerate() {
@@ -217,6 +229,19 @@ async fn open_loop(url: &str, file: &PathBuf, rate: u64, seconds: u64) -> anyhow
         let (latency, good) = t.await?;
         latencies.push(latency.as_micros() as u64);
         ok += usize::from(good);
+    }
+    if let Some(path) = trace {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut w = BufWriter::new(file);
+        // The first line: the first scheduled start as Unix time in microseconds, to line the
+        // trace up with other logs.
+        let epoch = start_wall.duration_since(std::time::UNIX_EPOCH)?;
+        writeln!(w, "# start_unix_us={}", epoch.as_micros())?;
+        for (i, latency) in latencies.iter().enumerate() {
+            writeln!(w, "{}\t{latency}", (interval * i as u32).as_micros())?;
+        }
+        w.flush()?;
     }
     latencies.sort_unstable();
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
