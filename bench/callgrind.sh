@@ -48,7 +48,7 @@ start_services
 need_wrk
 command -v valgrind >/dev/null || apt-get install -y valgrind >/dev/null
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
-    log "building (release)"
+    log "building ($PROFILE)"
     (cd "$ROOT" && cargo build --profile "$PROFILE" --bin wxunion --example bench_requests --quiet)
 fi
 

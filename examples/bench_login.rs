@@ -7,7 +7,8 @@
 //!
 //! `bench_login open-loop`: sends the lines of such a file at a fixed rate, whatever the
 //! answers' latency (latency is measured from each request's scheduled start, so a stall is
-//! not hidden by waiting for it), and prints `BENCH sent=… ok=… p50=… p99=…` in microseconds.
+//! not hidden by waiting for it), and prints `BENCH sent=… ok=… p50=… p99=…` in microseconds;
+//! with `--trace FILE` it also writes every request's scheduled start and latency there.
 //! A response counts as ok when it is 2xx and carries neither GraphQL `errors` nor a WeChat
 //! `errcode` other than 0.
 
