@@ -13,6 +13,7 @@ mod m20261127_000002_unionid_lookup_and_session_owner;
 mod m20261127_000003_phone_numbers;
 mod m20261127_000004_follower_syncs;
 mod m20261127_000005_jobs_dead_index;
+mod m20261127_000006_jobs_done_index;
 
 /// `CREATE [UNIQUE] INDEX IF NOT EXISTS name ON table (columns)`: every index wxunion has.
 pub(crate) fn index<T, C>(name: &str, table: T, columns: &[C], unique: bool) -> IndexCreateStatement
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000003_phone_numbers::Migration),
             Box::new(m20261127_000004_follower_syncs::Migration),
             Box::new(m20261127_000005_jobs_dead_index::Migration),
+            Box::new(m20261127_000006_jobs_done_index::Migration),
         ]
     }
 }
