@@ -187,28 +187,43 @@ async fn inbox_and_queue_statements_on_postgres() {
     db.close().await.unwrap();
 }
 
-/// The queue gauges, refreshed every 15 s on every instance, no longer read the whole `jobs`
-/// table, most of which is done jobs kept a day as dedupe records: pending, running and dead
-/// jobs are counted through partial indexes and done ones estimated from PostgreSQL's
-/// statistics. Before, each refresh read every row (21–283 ms at 400,000 jobs).
-#[tokio::test]
-async fn queue_gauges_on_postgres_count_without_reading_the_done_jobs() {
+/// A fresh PostgreSQL database (dropped with the returned guard) holding `rows` jobs numbered
+/// `g` from 1, each with the status and `finished_at` the two SQL expressions of `g` give,
+/// and a pool of one connection to it.
+async fn postgres_with_jobs(
+    rows: i64,
+    status: &str,
+    finished_at: &str,
+) -> (TestDb, sea_orm::DatabaseConnection) {
     use sea_orm::ConnectionTrait;
-    const DONE: i64 = 20_000;
     let test_db = fresh_postgres().await;
     let db = wxunion::store::connect(&test_db.url, 1).await.unwrap();
     wxunion::store::migrate(&db).await.unwrap();
     db.execute_unprepared(&format!(
         "INSERT INTO jobs (kind, app_id, dedupe_key, payload, status, attempts, run_at, \
                            created_at, finished_at) \
-         SELECT 'callback_event', '{OA}', 'k' || g, '{{}}', \
-                CASE WHEN g <= 3 THEN 'pending' WHEN g <= 5 THEN 'dead' ELSE 'done' END, \
-                0, now(), now() - interval '1 minute', now() \
-         FROM generate_series(1, {}) g",
-        DONE + 5
+         SELECT 'callback_event', '{OA}', 'k' || g, '{{}}', {status}, 0, now(), \
+                now() - interval '2 days', {finished_at} \
+         FROM generate_series(1, {rows}) g"
     ))
     .await
     .unwrap();
+    (test_db, db)
+}
+
+/// The queue gauges, refreshed every 15 s on every instance, no longer read the whole `jobs`
+/// table, most of which is done jobs kept a day as dedupe records: pending, running and dead
+/// jobs are counted through partial indexes and done ones estimated from PostgreSQL's
+/// statistics. Before, each refresh read every row (21–283 ms at 400,000 jobs).
+#[tokio::test]
+async fn queue_gauges_on_postgres_count_without_reading_the_done_jobs() {
+    const DONE: i64 = 20_000;
+    let (_test_db, db) = postgres_with_jobs(
+        DONE + 5,
+        "CASE WHEN g <= 3 THEN 'pending' WHEN g <= 5 THEN 'dead' ELSE 'done' END",
+        "now()",
+    )
+    .await;
     publish_statistics(&db).await;
     let before = rows_read_by_sequential_scans(&db, "jobs").await;
     let stats = jobs::stats(&db, Utc::now()).await.unwrap();
@@ -232,23 +247,14 @@ async fn queue_gauges_on_postgres_count_without_reading_the_done_jobs() {
 async fn pruning_on_postgres_reads_only_the_old_done_jobs() {
     use sea_orm::ConnectionTrait;
     const RECENT: i64 = 20_000;
-    let test_db = fresh_postgres().await;
-    let db = wxunion::store::connect(&test_db.url, 1).await.unwrap();
-    wxunion::store::migrate(&db).await.unwrap();
     // Jobs 1-5 finished two days ago (three done, one dead, one pending retried), the rest
     // done a minute ago.
-    db.execute_unprepared(&format!(
-        "INSERT INTO jobs (kind, app_id, dedupe_key, payload, status, attempts, run_at, \
-                           created_at, finished_at) \
-         SELECT 'callback_event', '{OA}', 'k' || g, '{{}}', \
-                CASE WHEN g = 4 THEN 'dead' WHEN g = 5 THEN 'pending' ELSE 'done' END, \
-                0, now(), now() - interval '2 days', \
-                CASE WHEN g <= 5 THEN now() - interval '2 days' ELSE now() - interval '1 minute' END \
-         FROM generate_series(1, {}) g",
-        RECENT + 5
-    ))
-    .await
-    .unwrap();
+    let (_test_db, db) = postgres_with_jobs(
+        RECENT + 5,
+        "CASE WHEN g = 4 THEN 'dead' WHEN g = 5 THEN 'pending' ELSE 'done' END",
+        "CASE WHEN g <= 5 THEN now() - interval '2 days' ELSE now() - interval '1 minute' END",
+    )
+    .await;
     // What autovacuum does on a live server (it is off on some test machines).
     db.execute_unprepared("ANALYZE jobs").await.unwrap();
     let before = rows_read_by_sequential_scans(&db, "jobs").await;
