@@ -15,7 +15,10 @@ mod m20261127_000004_follower_syncs;
 mod m20261127_000005_jobs_dead_index;
 mod m20261127_000006_jobs_done_index;
 
-/// `CREATE [UNIQUE] INDEX IF NOT EXISTS name ON table (columns)`: every index wxunion has.
+/// `CREATE [UNIQUE] INDEX IF NOT EXISTS name ON table (columns)`: every plain index wxunion
+/// has. The partial indexes on `jobs` (`ix_jobs_pending`, `ix_jobs_dead`,
+/// `ix_jobs_done_finished_at`) are written out in SQL in their migrations, so that their
+/// predicates read exactly as the statements that must match them (`status = 'done'`).
 pub(crate) fn index<T, C>(name: &str, table: T, columns: &[C], unique: bool) -> IndexCreateStatement
 where
     T: IntoIden,
