@@ -208,19 +208,19 @@ printf '%-28s %8s %8s %8s %8s %8s %10s %10s\n' run sent ok "p50 ms" "p99 ms" "ma
 added99=()
 cpu_wx=0; cpu_pg=0; sent_all=0
 for ((round = 1; round <= ROUNDS; round++)); do
-    s=O_sim$round; l=O_login$round
-    for r in "$s" "$l"; do
+    sim_run=O_sim$round; login_run=O_login$round
+    for r in "$sim_run" "$login_run"; do
         printf '%-28s %8s %8s %8s %8s %8s' "${r#O_}" "$(field sent "${!r}")" "$(field ok "${!r}")" \
             "$(ms "$(field p50 "${!r}")")" "$(ms "$(field p99 "${!r}")")" "$(ms "$(field max "${!r}")")"
         [[ $(field sent "${!r}") == "$(field ok "${!r}")" ]] || { log "FAIL: ${r#O_}: not every request succeeded"; status=1; }
-        if [[ $r == "$l" ]]; then
-            add50=$(awk -v a="$(field p50 "${!l}")" -v b="$(field p50 "${!s}")" 'BEGIN { printf "%+.2f", (a - b) / 1000 }')
-            add99=$(awk -v a="$(field p99 "${!l}")" -v b="$(field p99 "${!s}")" 'BEGIN { printf "%+.2f", (a - b) / 1000 }')
+        if [[ $r == "$login_run" ]]; then
+            add50=$(awk -v a="$(field p50 "${!login_run}")" -v b="$(field p50 "${!sim_run}")" 'BEGIN { printf "%+.2f", (a - b) / 1000 }')
+            add99=$(awk -v a="$(field p99 "${!login_run}")" -v b="$(field p99 "${!sim_run}")" 'BEGIN { printf "%+.2f", (a - b) / 1000 }')
             added99+=("$add99")
             printf ' %10s %10s' "$add50" "$add99"
-            cpu_wx=$(awk -v a="$cpu_wx" -v b="$(field cpu_wxunion "${!l}")" 'BEGIN { print a + b }')
-            cpu_pg=$(awk -v a="$cpu_pg" -v b="$(field cpu_postgres "${!l}")" 'BEGIN { print a + b }')
-            sent_all=$((sent_all + $(field sent "${!l}")))
+            cpu_wx=$(awk -v a="$cpu_wx" -v b="$(field cpu_wxunion "${!login_run}")" 'BEGIN { print a + b }')
+            cpu_pg=$(awk -v a="$cpu_pg" -v b="$(field cpu_postgres "${!login_run}")" 'BEGIN { print a + b }')
+            sent_all=$((sent_all + $(field sent "${!login_run}")))
         fi
         printf '\n'
     done
