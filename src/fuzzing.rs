@@ -109,15 +109,15 @@ pub fn callback_raw(data: &[u8]) -> CallbackOutcome {
 
 /// The route's query parameters, from the query as it would arrive in a URL (one hyper
 /// accepts).
-fn query_params(app_id: &str, query: &[u8]) -> Option<QueryParams> {
+fn query_params(app_id: &str, query: &[u8]) -> Option<QueryParams<'static>> {
     let query = std::str::from_utf8(query).ok()?;
     let uri: Uri = format!("/wechat/callback/{app_id}?{query}").parse().ok()?;
-    Some(crate::http::callback_params(uri.query()))
+    Some(crate::http::callback_params(uri.query()).into_owned())
 }
 
 /// What `http::wechat_callback::receive` does, short of the database: the body limit, `open`,
 /// then the job, its payload, its dedupe key and the reply, each checked.
-fn receive(app: &AppConfig, q: &QueryParams, body: &[u8]) -> CallbackOutcome {
+fn receive(app: &AppConfig, q: &QueryParams<'_>, body: &[u8]) -> CallbackOutcome {
     if body.len() > CALLBACK_BODY_LIMIT {
         return CallbackOutcome::NotARequest;
     }
@@ -136,7 +136,7 @@ fn receive(app: &AppConfig, q: &QueryParams, body: &[u8]) -> CallbackOutcome {
 /// The route's work on an opened message, with what must hold of it: the job's payload reads
 /// back as the same job (the worker reads it), and a reply reads back, verified and decrypted
 /// when the message came encrypted, as the welcome text addressed to the sender.
-fn after_open(app: &AppConfig, q: &QueryParams, opened: &Opened) -> bool {
+fn after_open(app: &AppConfig, q: &QueryParams<'_>, opened: &Opened) -> bool {
     let msg = &opened.message;
     let job = EventJob::from_message(msg);
     let payload = match serde_json::to_string(&job) {

@@ -27,20 +27,16 @@ use crate::wechat::envelope::{self, QueryParams, Refusal};
 /// What `Query<HashMap<String, String>>` gives (form decoding, `+` as a space, invalid UTF-8
 /// replaced), without axum's extractor: that goes through serde and `serde_path_to_error`,
 /// about 15,000 instructions per callback (`bench/callgrind.sh`).
-pub fn params(raw: Option<&str>) -> QueryParams {
+pub fn params(raw: Option<&str>) -> QueryParams<'_> {
     // A name or value without `%` or `+` (all of WeChat's) is taken as it is; the others go
     // through `form_urlencoded`.
     let plain = |s: &str| !s.bytes().any(|b| b == b'%' || b == b'+');
     let mut q = QueryParams::new();
     for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
-            Some((name, value)) if plain(pair) => {
-                q.insert(name.to_owned(), value.to_owned());
-            }
-            None if plain(pair) => {
-                q.insert(pair.to_owned(), String::new());
-            }
-            _ => q.extend(url::form_urlencoded::parse(pair.as_bytes()).into_owned()),
+            Some((name, value)) if plain(pair) => q.insert(name, value),
+            None if plain(pair) => q.insert(pair, ""),
+            _ => q.extend(url::form_urlencoded::parse(pair.as_bytes())),
         }
     }
     q
@@ -134,10 +130,10 @@ pub async fn verify(
     }
 }
 
-fn verification(state: &AppState, app_id: &str, q: &QueryParams) -> Result<String, Refused> {
+fn verification(state: &AppState, app_id: &str, q: &QueryParams<'_>) -> Result<String, Refused> {
     let app = official_account(state, app_id).ok_or(Refused::UnknownAppVerification)?;
     match q.get("echostr") {
-        Some(echostr) if envelope::signature_ok(app, q) => Ok(echostr.clone()),
+        Some(echostr) if envelope::signature_ok(app, q) => Ok(echostr.to_owned()),
         _ => Err(Refused::Unauthorized("bad signature")),
     }
 }
@@ -159,7 +155,7 @@ pub async fn receive(
 async fn record(
     state: &AppState,
     app_id: &str,
-    q: &QueryParams,
+    q: &QueryParams<'_>,
     body: &[u8],
 ) -> Result<Response, Refused> {
     let app = official_account(state, app_id).ok_or(Refused::UnknownApp)?;
