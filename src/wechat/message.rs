@@ -167,7 +167,7 @@ impl Message {
 /// Parse the outer callback body to decide between plaintext and encrypted
 /// handling; no field is required here.
 pub fn parse_envelope(xml: &str) -> Result<Envelope, MessageError> {
-    let fields = parse_fields(xml)?;
+    let mut fields = parse_fields(xml)?;
     Ok(Envelope {
         to_user_name: fields.optional("ToUserName"),
         encrypt: fields.optional("Encrypt"),
@@ -187,7 +187,7 @@ pub struct ReplyEnvelope {
 /// Parse a safe-mode reply with the same hardened reader, as WeChat (or the simulator playing
 /// it) does before verifying and decrypting it.
 pub fn parse_reply_envelope(xml: &str) -> Result<ReplyEnvelope, MessageError> {
-    let fields = parse_fields(xml)?;
+    let mut fields = parse_fields(xml)?;
     Ok(ReplyEnvelope {
         encrypt: fields.required("Encrypt")?,
         msg_signature: fields.required("MsgSignature")?,
@@ -199,7 +199,7 @@ pub fn parse_reply_envelope(xml: &str) -> Result<ReplyEnvelope, MessageError> {
 /// Parse a plaintext (or decrypted) callback into a [`Message`], enforcing
 /// the fields every callback carries and validating the openid.
 pub fn parse_message(xml: &str) -> Result<Message, MessageError> {
-    let fields = parse_fields(xml)?;
+    let mut fields = parse_fields(xml)?;
     let to_user_name = fields.required("ToUserName")?;
     let from_user_name = fields.required("FromUserName")?;
     if !is_valid_openid(&from_user_name) {
@@ -239,12 +239,12 @@ struct Fields(BTreeMap<String, String>);
 
 impl Fields {
     /// The value, or `None` when absent or empty (WeChat sends empty CDATA
-    /// for "no value").
-    fn optional(&self, name: &str) -> Option<String> {
-        self.0.get(name).filter(|v| !v.is_empty()).cloned()
+    /// for "no value"). Taken out: each field is read once, and not copied.
+    fn optional(&mut self, name: &str) -> Option<String> {
+        self.0.remove(name).filter(|v| !v.is_empty())
     }
 
-    fn required(&self, name: &'static str) -> Result<String, MessageError> {
+    fn required(&mut self, name: &'static str) -> Result<String, MessageError> {
         self.optional(name).ok_or(MessageError::Missing(name))
     }
 
