@@ -24,8 +24,8 @@
 //! - On the stop signal the listener is closed, idle connections are closed at once, the others
 //!   finish their request (and hear `Connection: close`), and whatever is still open after
 //!   `shutdown_grace` is dropped, so a stalled client cannot hold the process.
-//! - The request timeout is [`request_timeout`], a middleware inside the router (so the metrics
-//!   middleware counts its 503s): handling a request, body included, that takes longer than
+//! - The request timeout is [`timed`], run by the router's metrics middleware around the
+//!   handler (so its 503s are counted): handling a request, body included, that takes longer than
 //!   `http_request_timeout_seconds` is dropped and answered 503 (the server failed to answer in
 //!   time, as opposed to 408, which blames the client and which some clients retry blindly).
 
@@ -40,7 +40,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -121,13 +121,15 @@ fn open_file_limit() -> Option<u64> {
 }
 
 /// Answers 503 when handling a request takes longer than the limit (the handler is dropped).
-pub async fn request_timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
+/// Run by the router's metrics middleware (`super::track`).
+pub async fn timed(limit: Duration, req: Request, next: Next) -> Response {
+    // A `Uri` shares the request's bytes: the path is copied only if it is logged.
+    let uri = req.uri().clone();
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(
-                path,
+                path = uri.path(),
                 limit_seconds = limit.as_secs_f64(),
                 "request timed out"
             );
@@ -529,6 +531,7 @@ impl AsyncWrite for Tracked {
 mod tests {
     use super::*;
     use axum::body::Body;
+    use axum::extract::State;
     use axum::middleware;
     use axum::routing::get;
 
@@ -542,7 +545,10 @@ mod tests {
                     "slow"
                 }),
             )
-            .layer(middleware::from_fn_with_state(limit, request_timeout))
+            .layer(middleware::from_fn_with_state(
+                limit,
+                |State(limit): State<Duration>, req: Request, next: Next| timed(limit, req, next),
+            ))
     }
 
     fn get_req(path: &str) -> Request {
