@@ -176,6 +176,9 @@ curl -fsS "http://127.0.0.1:$PORT/metrics" >"$WORK/metrics.txt" || true
 # ---- report -------------------------------------------------------------------------------
 ms() { awk -v us="$1" 'BEGIN { printf "%.2f", us / 1000 }'; }
 per() { awk -v c="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.0f", c * 1e6 / n; else print "-" }'; }
+sum() { awk -v a="$1" -v b="$2" 'BEGIN { print a + b }'; }
+# What wxunion added to a latency field (p50, p99) in this round: login run minus simulator run, ms.
+added() { awk -v a="$(field "$1" "${!login_run}")" -v b="$(field "$1" "${!sim_run}")" 'BEGIN { printf "%+.2f", (a - b) / 1000 }'; }
 echo
 echo "loginWithCode on PostgreSQL + Redis against the simulator: ${SECONDS_PER_RUN}s per run," \
     "$CONNECTIONS connections, $THREADS wrk threads, $(nproc) CPUs, $PEOPLE returning users"
@@ -217,12 +220,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
             "$(ms "$(field p50 "${!r}")")" "$(ms "$(field p99 "${!r}")")" "$(ms "$(field max "${!r}")")"
         [[ $(field sent "${!r}") == "$(field ok "${!r}")" ]] || { log "FAIL: ${r#O_}: not every request succeeded"; status=1; }
         if [[ $r == "$login_run" ]]; then
-            add50=$(awk -v a="$(field p50 "${!login_run}")" -v b="$(field p50 "${!sim_run}")" 'BEGIN { printf "%+.2f", (a - b) / 1000 }')
-            add99=$(awk -v a="$(field p99 "${!login_run}")" -v b="$(field p99 "${!sim_run}")" 'BEGIN { printf "%+.2f", (a - b) / 1000 }')
+            add99=$(added p99)
             added99+=("$add99")
-            printf ' %10s %10s' "$add50" "$add99"
-            cpu_wx=$(awk -v a="$cpu_wx" -v b="$(field cpu_wxunion "${!login_run}")" 'BEGIN { print a + b }')
-            cpu_pg=$(awk -v a="$cpu_pg" -v b="$(field cpu_postgres "${!login_run}")" 'BEGIN { print a + b }')
+            printf ' %10s %10s' "$(added p50)" "$add99"
+            cpu_wx=$(sum "$cpu_wx" "$(field cpu_wxunion "${!login_run}")")
+            cpu_pg=$(sum "$cpu_pg" "$(field cpu_postgres "${!login_run}")")
             sent_all=$((sent_all + $(field sent "${!login_run}")))
         fi
         printf '\n'
