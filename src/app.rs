@@ -76,6 +76,7 @@ impl Application {
             inbox: Inbox::start(db.clone(), wake.clone(), service.database_timeout()),
             metrics,
             refusals: Arc::new(RefusalLog::new()),
+            documents: Default::default(),
             service,
         };
         Ok(Application {

@@ -420,6 +420,14 @@ pub fn graphql_request(data: &[u8]) -> GraphqlOutcome {
                     )),
                 "a GET was decoded as a mutation"
             );
+            // The route's kept documents (shared by every input, so later inputs with a text
+            // seen before take a kept one) give what the parse gave.
+            let kept = documents().checked(&prepared.params.query);
+            assert_eq!(
+                kept.as_ref().map(crate::http::document_form),
+                Ok(crate::http::document_form(&prepared.doc)),
+                "a kept document differs from its parse"
+            );
             let request = prepared.into_request(Caller::Anonymous);
             let resp = futures::executor::block_on(schema().execute(request));
             GraphqlOutcome::Executed {
@@ -436,6 +444,12 @@ pub fn graphql_request(data: &[u8]) -> GraphqlOutcome {
             GraphqlOutcome::Refused(status)
         }
     }
+}
+
+fn documents() -> &'static crate::http::Documents {
+    static DOCUMENTS: OnceLock<crate::http::Documents> = OnceLock::new();
+    // Small, so that the fuzzer's texts also evict one another.
+    DOCUMENTS.get_or_init(|| crate::http::Documents::with_capacity(64 * 1024))
 }
 
 fn schema() -> &'static ApiSchema {

@@ -477,7 +477,7 @@ pub fn decode(
     } else {
         return Err(not_allowed(headers));
     };
-    prepare(params, media, is_get).map(|p| Decoded::Request(Box::new(p)))
+    prepare(params, media, is_get, None).map(|p| Decoded::Request(Box::new(p)))
 }
 
 /// The media type of the answer, from `Accept`, or 406.
@@ -520,7 +520,7 @@ pub async fn get(
         Err(r) => return refuse(r),
     };
     let started = Instant::now();
-    match prepare(params, media, true) {
+    match prepare(params, media, true, Some(&state.documents)) {
         Ok(prepared) => {
             let client = client_of(&state, &headers, peer);
             run(&state, &headers, client, prepared, started).await
@@ -549,7 +549,7 @@ pub async fn post(
         Err(r) => return refuse(r.answered_as(media)),
     };
     let started = Instant::now();
-    match prepare(params, media, false) {
+    match prepare(params, media, false, Some(&state.documents)) {
         Ok(prepared) => {
             let client = client_of(&state, &headers, peer);
             run(&state, &headers, client, prepared, started).await
@@ -580,8 +580,102 @@ fn not_acceptable() -> Refusal {
     )
 }
 
-/// The cost limits, one parse, and the operation: everything before the caller and execution.
-fn prepare(params: Params, media: MediaType, is_get: bool) -> Result<Prepared, Refused> {
+/// The document of a query text that passes the cost limits, or why it does not: the text's
+/// limits before anything that grows faster than the text runs, then one parse, then the
+/// document's limits (fields after fragment expansion).
+fn checked_document(query: &str) -> Result<ExecutableDocument, String> {
+    limits::check_text(query, &Limits::DEFAULT).map_err(|e| e.to_string())?;
+    let doc = async_graphql::parser::parse_query(query).map_err(|e| e.to_string())?;
+    limits::check_document(&doc, &Limits::DEFAULT).map_err(|e| e.to_string())?;
+    Ok(doc)
+}
+
+/// The most query text [`Documents`] keeps, in bytes: all of the operations an application
+/// sends, or 16 texts at the cost limits' largest (32 KiB).
+pub const DOCUMENT_CACHE_BYTES: u64 = 512 * 1024;
+
+/// Parsed documents by query text, shared by every request of a server.
+///
+/// Clients send the same few operations over and over (every login from a mini program is one
+/// mutation), and parsing is the costliest step before execution: async-graphql's parser
+/// takes about 17 µs for the benchmark's login mutation, a clone of its document 0.5 µs. So a
+/// document that passed the cost limits is kept, and the next request with the same text gets
+/// a clone of it instead of a parse and the limits again (the limits depend on the text
+/// alone). A text that fails the limits or does not parse is never kept: it is checked anew
+/// each time, as every text was before. Bounded by the total length of the texts kept
+/// ([`DOCUMENT_CACHE_BYTES`]); the least useful are evicted first (S3-FIFO), and the texts are
+/// hashed with the standard library's randomly keyed hasher, since clients choose them.
+pub struct Documents(quick_cache::sync::Cache<String, ExecutableDocument, TextLength>);
+
+/// A kept document weighs the length of its text.
+#[derive(Clone)]
+pub struct TextLength;
+
+impl quick_cache::Weighter<String, ExecutableDocument> for TextLength {
+    fn weight(&self, text: &String, _: &ExecutableDocument) -> u64 {
+        text.len().max(1) as u64
+    }
+}
+
+impl Default for Documents {
+    fn default() -> Self {
+        Documents::with_capacity(DOCUMENT_CACHE_BYTES)
+    }
+}
+
+impl Documents {
+    /// A cache that keeps at most `bytes` of query text.
+    pub fn with_capacity(bytes: u64) -> Self {
+        // About 1 KiB per text: quick_cache sizes its tables from this estimate.
+        let estimated = usize::try_from(bytes / 1024).unwrap_or(usize::MAX).max(16);
+        Documents(quick_cache::sync::Cache::with_weighter(
+            estimated, bytes, TextLength,
+        ))
+    }
+
+    /// The document of `query` if it passes the cost limits (see [`checked_document`]): kept
+    /// from an earlier request with the same text, or checked now and kept.
+    pub fn checked(&self, query: &str) -> Result<ExecutableDocument, String> {
+        if let Some(doc) = self.0.get(query) {
+            return Ok(doc);
+        }
+        let doc = checked_document(query)?;
+        self.0.insert(query.to_owned(), doc.clone());
+        Ok(doc)
+    }
+
+    /// How many documents are kept, and the length of their texts in bytes.
+    pub fn kept(&self) -> (usize, u64) {
+        (self.0.len(), self.0.weight())
+    }
+}
+
+/// A document as comparable text (for the tests and the fuzzer, which compare kept documents
+/// with parses): each operation and fragment by name, in name order (the
+/// parser keeps them in hash maps, whose order differs from one parse to the next).
+pub fn document_form(doc: &ExecutableDocument) -> Vec<String> {
+    let mut parts: Vec<String> = doc
+        .operations
+        .iter()
+        .map(|(name, op)| format!("operation {name:?} {op:?}"))
+        .collect();
+    parts.extend(
+        doc.fragments
+            .iter()
+            .map(|(name, f)| format!("fragment {name:?} {f:?}")),
+    );
+    parts.sort();
+    parts
+}
+
+/// The cost limits, one parse (or a kept document, with `documents`), and the operation:
+/// everything before the caller and execution.
+fn prepare(
+    params: Params,
+    media: MediaType,
+    is_get: bool,
+    documents: Option<&Documents>,
+) -> Result<Prepared, Refused> {
     // A GraphQL error before execution: 400 for the GraphQL media type, 200 for plain JSON.
     let pre_execution = |message: String| {
         let status = match media {
@@ -590,12 +684,11 @@ fn prepare(params: Params, media: MediaType, is_get: bool) -> Result<Prepared, R
         };
         Refusal::new(status, message).answered_as(media)
     };
-    // The cost limits, before anything that grows faster than the text runs.
-    limits::check_text(&params.query, &Limits::DEFAULT)
-        .map_err(|e| pre_execution(e.to_string()))?;
-    let doc = async_graphql::parser::parse_query(&params.query)
-        .map_err(|e| pre_execution(e.to_string()))?;
-    limits::check_document(&doc, &Limits::DEFAULT).map_err(|e| pre_execution(e.to_string()))?;
+    let doc = match documents {
+        Some(documents) => documents.checked(&params.query),
+        None => checked_document(&params.query),
+    }
+    .map_err(pre_execution)?;
     let operation = chosen_operation(&doc, params.operation_name.as_deref())
         .map(|(name, ty)| (name.map(str::to_owned), ty));
     if is_get
@@ -809,6 +902,66 @@ mod tests {
         assert_eq!(p.variables["a"], 1);
         assert!(params_from_url(Some("query={a}&variables=nope")).is_err());
         assert!(params_from_url(None).is_err());
+    }
+
+    #[test]
+    fn a_kept_document_is_the_one_a_parse_gives() {
+        let documents = Documents::default();
+        let texts = [
+            "{ __typename }",
+            "query A { a } mutation B($x: Int = 1) @d { b(x: $x) { ...F } } fragment F on T { c }",
+            "mutation L($a: String!, $c: String!) { loginWithCode(appId: $a, code: $c) { sessionToken } }",
+            // A text that differs only in white space is another key with its own positions.
+            "{  __typename }",
+        ];
+        let form =
+            |doc: Result<ExecutableDocument, String>| document_form(&doc.expect("a valid query"));
+        for text in texts {
+            let parsed = form(checked_document(text));
+            assert_eq!(form(documents.checked(text)), parsed, "{text}");
+            assert_eq!(form(documents.checked(text)), parsed, "{text}");
+        }
+        let bytes: usize = texts.iter().map(|t| t.len()).sum();
+        assert_eq!(documents.kept(), (texts.len(), bytes as u64));
+    }
+
+    #[test]
+    fn a_text_that_fails_the_limits_or_the_parse_is_refused_each_time_and_never_kept() {
+        let documents = Documents::default();
+        let deep = format!("{}{}", "{a".repeat(40), "}".repeat(40));
+        let fields = format!(
+            "{{ ...A }} fragment A on Query {{ {} }}",
+            "__typename ".repeat(Limits::DEFAULT.max_expanded_fields + 1)
+        );
+        for text in [
+            "{",
+            "query { a } query { b",
+            &deep,
+            &fields,
+            &"x".repeat(Limits::DEFAULT.max_bytes + 1),
+        ] {
+            let want = checked_document(text).expect_err(text);
+            assert_eq!(documents.checked(text).expect_err(text), want);
+            assert_eq!(documents.checked(text).expect_err(text), want);
+        }
+        assert_eq!(documents.kept(), (0, 0));
+    }
+
+    #[test]
+    fn the_documents_kept_stay_within_their_byte_budget() {
+        let budget = 8 * 1024;
+        let documents = Documents::with_capacity(budget);
+        for i in 0..2_000 {
+            let text = format!("query Q{i} {{ a{i}: __typename }}");
+            let doc = documents.checked(&text).expect("a valid query");
+            assert_eq!(
+                chosen_operation(&doc, None),
+                Some((Some(format!("Q{i}").as_str()), OperationType::Query))
+            );
+        }
+        let (count, bytes) = documents.kept();
+        assert!(bytes <= budget, "{bytes} bytes kept, budget {budget}");
+        assert!(count > 0 && count < 2_000, "{count} kept");
     }
 
     #[test]

@@ -43,9 +43,14 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Rate-limits the `warn` lines of refused callbacks.
     pub refusals: Arc<refusals::RefusalLog>,
+    /// Parsed GraphQL documents by query text.
+    pub documents: Arc<graphql::Documents>,
 }
 
-pub use graphql::{Decoded, MAX_OPERATION_LABELS, MediaType, Params, Prepared, Refused, decode};
+pub use graphql::{
+    Decoded, Documents, MAX_OPERATION_LABELS, MediaType, Params, Prepared, Refused, decode,
+    document_form,
+};
 pub use wechat_callback::params as callback_params;
 
 /// The largest callback body accepted (WeChat's are a few KiB).

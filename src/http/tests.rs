@@ -47,6 +47,7 @@ async fn app() -> Router {
         ),
         metrics,
         refusals: Arc::new(super::refusals::RefusalLog::new()),
+        documents: Default::default(),
         service,
     })
 }
@@ -93,6 +94,51 @@ async fn user_needs_the_service_key_and_is_null_when_unknown() {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert!(v.get("errors").is_none(), "{body}");
     assert_eq!(v["data"]["user"], Value::Null);
+}
+
+/// A request with an `operationName` and variables, as a client repeating an operation sends it.
+fn operation(query: &str, name: &str, variables: Value) -> Request<Body> {
+    let body = json!({ "query": query, "operationName": name, "variables": variables });
+    Request::post("/graphql")
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_repeated_query_text_runs_the_operation_and_variables_each_request_names() {
+    // The second and later requests take the document kept from the first (`Documents`);
+    // what runs still follows each request's own operation name and variables.
+    let app = app().await;
+    let text = "query A($n: String!) { t: __type(name: $n) { name } } query B { b: __typename }";
+    let cases = [
+        (
+            "A",
+            json!({ "n": "Query" }),
+            json!({ "t": { "name": "Query" } }),
+        ),
+        ("B", json!({}), json!({ "b": "Query" })),
+        ("A", json!({ "n": "Nope" }), json!({ "t": null })),
+        (
+            "A",
+            json!({ "n": "Mutation" }),
+            json!({ "t": { "name": "Mutation" } }),
+        ),
+    ];
+    for (name, variables, want) in cases {
+        let (status, body) = send(&app, operation(text, name, variables.clone())).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["data"], want, "{name} {variables}: {body}");
+    }
+    // A text refused by the cost limits is refused again, not kept.
+    let deep = format!("{}{}", "{ a ".repeat(40), "}".repeat(40));
+    for _ in 0..2 {
+        let (status, body) = send(&app, graphql(&deep, None)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(code(&body), "BAD_REQUEST", "{body}");
+        assert!(body.contains("nest"), "{body}");
+    }
 }
 
 #[tokio::test]
