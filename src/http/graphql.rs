@@ -609,7 +609,7 @@ pub struct Documents(quick_cache::sync::Cache<String, ExecutableDocument, TextLe
 
 /// A kept document weighs the length of its text.
 #[derive(Clone)]
-pub struct TextLength;
+struct TextLength;
 
 impl quick_cache::Weighter<String, ExecutableDocument> for TextLength {
     fn weight(&self, text: &String, _: &ExecutableDocument) -> u64 {
