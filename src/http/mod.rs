@@ -18,15 +18,19 @@ mod tests;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::get;
+use tower::{Layer, ServiceBuilder};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::graphql::ApiSchema;
@@ -70,24 +74,27 @@ pub fn router(state: AppState) -> Router {
                 .fallback(graphql::method_not_allowed),
         )
         .layer(cors);
-    let callback = Router::new()
-        .route(
-            CALLBACK_ROUTE,
-            get(wechat_callback::verify).post(wechat_callback::receive),
-        )
-        .layer(DefaultBodyLimit::max(CALLBACK_BODY_LIMIT));
+    let callback = Router::new().route(
+        CALLBACK_ROUTE,
+        get(wechat_callback::verify).post(wechat_callback::receive),
+    );
     let routes = Router::new()
         .merge(graphql)
         .merge(callback)
         .merge(graphiql::routes())
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        // One middleware for both: requests cut off by the timeout are counted with their 503,
-        // and a callback pays for one layer (a boxed service and future per request), not two.
-        .layer(middleware::from_fn_with_state(request_timeout, track));
-    // Outside `track` and the timeout: their log lines carry the request id too.
-    request_id::layer(routes).with_state(Arc::new(state))
+        .route("/metrics", get(ops::metrics));
+    // Inside the request id and span, so their log lines carry the id: the body limit (only the
+    // callback route reads its body through axum's extractors; `/graphql` reads its own with
+    // `GRAPHQL_BODY_LIMIT`), then one middleware for the request timeout and the metrics, so
+    // requests cut off by the timeout are counted with their 503.
+    let inner = ServiceBuilder::new()
+        .layer(DefaultBodyLimit::max(CALLBACK_BODY_LIMIT))
+        .layer(TrackLayer {
+            limit: request_timeout,
+        });
+    request_id::layer(routes, inner).with_state(Arc::new(state))
 }
 
 /// Only the configured front-end origins may call `/graphql` from a browser.
@@ -122,19 +129,81 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
+/// The layer of [`Track`], with the request timeout.
+#[derive(Clone, Copy)]
+struct TrackLayer {
+    limit: Duration,
+}
+
+impl<S> Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Track<S> {
+        Track {
+            inner,
+            limit: self.limit,
+        }
+    }
+}
+
 /// Answers 503 when handling a request takes longer than `limit` ([`server::timed`]), counts
 /// requests and their latency by route and status, and times the callback route against
 /// WeChat's five-second budget (`wxunion_callback_seconds`, answers cut off by
 /// `http_request_timeout_seconds` included).
-async fn track(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    // `MatchedPath` is an `Arc<str>`: cloning it copies nothing.
-    let matched = req.extensions().get::<MatchedPath>().cloned();
-    let method = method_label(req.method());
-    let started = Instant::now();
-    let resp = server::timed(limit, req, next).await;
+///
+/// A tower service rather than `middleware::from_fn`, which boxes the inner service and its
+/// future once more on every request.
+#[derive(Clone)]
+struct Track<S> {
+    inner: S,
+    limit: Duration,
+}
+
+impl<S> tower::Service<Request> for Track<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        // `MatchedPath` is an `Arc<str>`: cloning it copies nothing. A `Uri` shares the
+        // request's bytes: the path is copied only if the timeout logs it.
+        let matched = req.extensions().get::<MatchedPath>().cloned();
+        let method = method_label(req.method());
+        let uri = req.uri().clone();
+        let limit = self.limit;
+        let started = Instant::now();
+        let handling = self.inner.call(req);
+        Box::pin(async move {
+            let handling = async move {
+                match handling.await {
+                    Ok(response) => response,
+                    Err(never) => match never {},
+                }
+            };
+            let resp = server::timed(limit, &uri, handling).await;
+            record_request(matched.as_ref(), method, resp.status().as_u16(), started);
+            Ok(resp)
+        })
+    }
+}
+
+/// Counts one request of `route` (`None`: no route matched) in this thread's metric handles.
+fn record_request(
+    route: Option<&MatchedPath>,
+    method: &'static str,
+    status: u16,
+    started: Instant,
+) {
     let elapsed = started.elapsed().as_secs_f64();
-    let status = resp.status().as_u16();
-    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let route = route.map_or("unmatched", MatchedPath::as_str);
     ROUTE_METRICS.with_borrow_mut(|routes| {
         // Looked up by `&str`: the route is copied into the map only the first time.
         let by_status = match routes.get_mut(route) {
@@ -146,7 +215,6 @@ async fn track(State(limit): State<Duration>, req: Request, next: Next) -> Respo
             .or_insert_with(|| RouteHandles::new(route, method, status))
             .record(elapsed);
     });
-    resp
 }
 
 /// The metric handles of one (route, method, status).

@@ -14,13 +14,15 @@
 //! One line per request, `request finished` with `status` and `latency_us`, is logged at
 //! `debug` (off by default), so the callback's hot path pays for the span only.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
-use tower::ServiceBuilder;
+use axum::routing::Route;
+use tower::{Layer, Service, ServiceBuilder};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
@@ -32,12 +34,20 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The longest incoming request id kept.
 pub const MAX_REQUEST_ID_LEN: usize = 64;
 
-/// Wraps every route of `router` (call it after adding the routes) with the request id and the
-/// request span. Outermost first: drop an unfit incoming id, set one when there is none, echo
-/// it in the response, then the span.
-pub fn layer<S>(router: Router<S>) -> Router<S>
+/// Wraps every route of `router` (call it after adding the routes) with the request id, the
+/// request span and then `inner`, as one stack. Outermost first: drop an unfit incoming id,
+/// set one when there is none, echo it in the response, the span, then `inner`, so `inner`'s
+/// log lines carry the id too.
+///
+/// One `Router::layer` call for all of it: each call boxes every route's service once more,
+/// and a request then clones each box and boxes each future on its way in.
+pub fn layer<S, L>(router: Router<S>, inner: L) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
+    L: Layer<Route> + Clone + Send + Sync + 'static,
+    L::Service:
+        Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
+    <L::Service as Service<Request>>::Future: Send + 'static,
 {
     router.layer(
         ServiceBuilder::new()
@@ -55,7 +65,8 @@ where
                     // where they happen. An `error` line per 503 would flood the log while the
                     // database is down (every callback, every `/readyz` probe).
                     .on_failure(()),
-            ),
+            )
+            .layer(inner),
     )
 }
 
@@ -136,14 +147,17 @@ mod tests {
     use super::*;
 
     fn app() -> Router {
-        layer(Router::new().route(
-            "/inside/{name}",
-            get(|| async {
-                tracing::info!("inside");
-                tracing::warn!("also inside");
-                "ok"
-            }),
-        ))
+        layer(
+            Router::new().route(
+                "/inside/{name}",
+                get(|| async {
+                    tracing::info!("inside");
+                    tracing::warn!("also inside");
+                    "ok"
+                }),
+            ),
+            tower::layer::util::Identity::new(),
+        )
     }
 
     /// Sends one request to `app()` with logs (down to `level`) captured; returns the

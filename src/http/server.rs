@@ -40,9 +40,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request};
-use axum::http::StatusCode;
-use axum::middleware::Next;
+use axum::extract::ConnectInfo;
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -121,11 +120,13 @@ fn open_file_limit() -> Option<u64> {
 }
 
 /// Answers 503 when handling a request takes longer than the limit (the handler is dropped).
-/// Run by the router's metrics middleware (`super::track`).
-pub async fn timed(limit: Duration, req: Request, next: Next) -> Response {
-    // A `Uri` shares the request's bytes: the path is copied only if it is logged.
-    let uri = req.uri().clone();
-    match tokio::time::timeout(limit, next.run(req)).await {
+/// Run by the router's metrics middleware (`super::Track`).
+pub async fn timed(
+    limit: Duration,
+    uri: &Uri,
+    handling: impl Future<Output = Response>,
+) -> Response {
+    match tokio::time::timeout(limit, handling).await {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(
@@ -531,8 +532,8 @@ impl AsyncWrite for Tracked {
 mod tests {
     use super::*;
     use axum::body::Body;
-    use axum::extract::State;
-    use axum::middleware;
+    use axum::extract::{Request, State};
+    use axum::middleware::{self, Next};
     use axum::routing::get;
 
     fn with_timeout(limit: Duration) -> Router {
@@ -547,7 +548,10 @@ mod tests {
             )
             .layer(middleware::from_fn_with_state(
                 limit,
-                |State(limit): State<Duration>, req: Request, next: Next| timed(limit, req, next),
+                |State(limit): State<Duration>, req: Request, next: Next| async move {
+                    let uri = req.uri().clone();
+                    timed(limit, &uri, next.run(req)).await
+                },
             ))
     }
 

@@ -134,6 +134,19 @@ async fn a_one_megabyte_body_gets_413() {
     assert_refusal(&body, "BAD_REQUEST");
 }
 
+/// The callback route's 64 KiB body limit (axum's `DefaultBodyLimit`, set for the whole router)
+/// does not reach `/graphql`, which reads its body up to its own 256 KiB.
+#[tokio::test]
+async fn a_graphql_body_between_the_callback_limit_and_its_own_is_answered() {
+    let app = spawn_app().await;
+    let padding = " ".repeat(200 * 1024);
+    let body = format!("{{\"query\": \"{{ __typename }}\"{padding}}}");
+    let (status, ct, body) = post_raw(&app, Some("application/json"), Some(GQL), body).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(ct.starts_with(GQL));
+    assert_eq!(body["data"]["__typename"], "Query", "{body}");
+}
+
 /// Sends `head` then up to `body_len` bytes over a raw socket, and reads what comes back.
 async fn raw_exchange(app: &TestApp, head: &str, body_len: usize) -> (String, usize) {
     let mut sock = tokio::net::TcpStream::connect(app.addr).await.unwrap();
