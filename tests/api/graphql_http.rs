@@ -123,11 +123,17 @@ async fn multipart_uploads_are_refused() {
     assert_refusal(&body, "BAD_REQUEST");
 }
 
+/// A JSON GraphQL request for `{ __typename }` with `spaces` bytes of whitespace before its
+/// closing brace: valid JSON of any size.
+fn typename_query_padded_with(spaces: usize) -> String {
+    let padding = " ".repeat(spaces);
+    format!("{{\"query\": \"{{ __typename }}\"{padding}}}")
+}
+
 #[tokio::test]
 async fn a_one_megabyte_body_gets_413() {
     let app = spawn_app().await;
-    let padding = " ".repeat(1024 * 1024);
-    let body = format!("{{\"query\": \"{{ __typename }}\"{padding}}}");
+    let body = typename_query_padded_with(1024 * 1024);
     let (status, ct, body) = post_raw(&app, Some("application/json"), Some(GQL), body).await;
     assert_eq!(status, 413);
     assert!(ct.starts_with(GQL));
@@ -139,8 +145,7 @@ async fn a_one_megabyte_body_gets_413() {
 #[tokio::test]
 async fn a_graphql_body_between_the_callback_limit_and_its_own_is_answered() {
     let app = spawn_app().await;
-    let padding = " ".repeat(200 * 1024);
-    let body = format!("{{\"query\": \"{{ __typename }}\"{padding}}}");
+    let body = typename_query_padded_with(200 * 1024);
     let (status, ct, body) = post_raw(&app, Some("application/json"), Some(GQL), body).await;
     assert_eq!(status, 200, "{body}");
     assert!(ct.starts_with(GQL));
