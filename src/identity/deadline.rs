@@ -111,27 +111,31 @@ impl Service {
 
     /// Runs database work of a request within `database_timeout_ms`; past it, or when it
     /// fails, `INTERNAL`. Remembers the outcome for [`Service::database_ready`].
-    pub(super) async fn bounded<T, E>(
+    ///
+    /// The work is boxed as it is handed over: sea-orm's futures take kilobytes, and unboxed
+    /// they would make every future that awaits this one as large, each copied whole when it
+    /// is moved or boxed (async-graphql boxes a resolver's future once per selected field of
+    /// its type; `BENCH_CG_WHAT=login bench/callgrind.sh` counts the copies).
+    pub(super) fn bounded<T, E>(
         &self,
         work: impl Future<Output = std::result::Result<T, E>>,
-    ) -> Result<T>
+    ) -> impl Future<Output = Result<T>>
     where
         E: Into<Error>,
     {
-        self.within(self.database_timeout(), work).await
+        self.within(self.database_timeout(), Box::pin(work))
     }
 
     /// [`Service::bounded`] for work after WeChat used up a single-use code: within
     /// [`AFTER_WECHAT`] times `database_timeout_ms`.
-    pub(super) async fn bounded_after_wechat<T, E>(
+    pub(super) fn bounded_after_wechat<T, E>(
         &self,
         work: impl Future<Output = std::result::Result<T, E>>,
-    ) -> Result<T>
+    ) -> impl Future<Output = Result<T>>
     where
         E: Into<Error>,
     {
-        self.within(self.database_timeout() * AFTER_WECHAT, work)
-            .await
+        self.within(self.database_timeout() * AFTER_WECHAT, Box::pin(work))
     }
 
     /// [`Service::bounded_after_wechat`] for work that holds a transaction: the work runs in
@@ -140,25 +144,32 @@ impl Service {
     /// rolls back), instead of being dropped half-way: a transaction cut off mid-statement can
     /// go back to the pool still open, and every later statement on that connection would run
     /// inside it and never commit.
-    pub(super) async fn bounded_transaction<T, E>(
+    ///
+    /// The work is boxed as it is handed over, as in [`Service::bounded`]; the task then holds
+    /// only the box, which also spares tokio two copies of the whole future when it stores the
+    /// task's output.
+    pub(super) fn bounded_transaction<T, E>(
         &self,
         work: impl Future<Output = std::result::Result<T, E>> + Send + 'static,
-    ) -> Result<T>
+    ) -> impl Future<Output = Result<T>>
     where
         T: Send + 'static,
         E: Into<Error> + Send + 'static,
     {
-        let task = tokio::spawn(work);
-        let joined = async move {
-            match task.await {
-                Ok(outcome) => outcome.map_err(Into::into),
-                Err(e) => Err(Error::internal(anyhow::anyhow!(
-                    "database work failed: {e}"
-                ))),
-            }
-        };
-        self.within(self.database_timeout() * AFTER_WECHAT, joined)
-            .await
+        let work = Box::pin(work);
+        async move {
+            let task = tokio::spawn(work);
+            let joined = async move {
+                match task.await {
+                    Ok(outcome) => outcome.map_err(Into::into),
+                    Err(e) => Err(Error::internal(anyhow::anyhow!(
+                        "database work failed: {e}"
+                    ))),
+                }
+            };
+            self.within(self.database_timeout() * AFTER_WECHAT, joined)
+                .await
+        }
     }
 
     async fn within<T, E>(
