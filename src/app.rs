@@ -73,6 +73,7 @@ impl Application {
         let metrics = telemetry::metrics_handle();
         let state = AppState {
             schema: graphql::build(Some(service.clone())),
+            prevalidated_schema: graphql::build_prevalidated(Some(service.clone())),
             inbox: Inbox::start(db.clone(), wake.clone(), service.database_timeout()),
             metrics,
             refusals: Arc::new(RefusalLog::new()),

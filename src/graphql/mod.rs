@@ -10,8 +10,9 @@ pub mod limits;
 mod mutation;
 mod query;
 mod types;
+pub mod variables;
 
-use async_graphql::{EmptySubscription, Schema};
+use async_graphql::{EmptySubscription, Schema, SchemaBuilder};
 
 pub use auth::{Caller, ClientAddress};
 pub use mutation::Mutation;
@@ -24,6 +25,19 @@ pub type ApiSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Builds the schema; with `service` absent it is good for printing the SDL only.
 pub fn build(service: Option<Service>) -> ApiSchema {
+    builder(service).finish()
+}
+
+/// [`build`], skipping async-graphql's validation rules (it still counts depth and complexity
+/// against the limits): only for documents that passed full validation before, with variables
+/// that need no check ([`variables::taken_as_given`]).
+pub fn build_prevalidated(service: Option<Service>) -> ApiSchema {
+    builder(service)
+        .validation_mode(async_graphql::ValidationMode::Fast)
+        .finish()
+}
+
+fn builder(service: Option<Service>) -> SchemaBuilder<Query, Mutation, EmptySubscription> {
     let mut builder = Schema::build(Query, Mutation, EmptySubscription)
         .limit_depth(limits::MAX_DEPTH)
         .limit_complexity(limits::MAX_COMPLEXITY)
@@ -31,7 +45,7 @@ pub fn build(service: Option<Service>) -> ApiSchema {
     if let Some(service) = service {
         builder = builder.data(service);
     }
-    builder.finish()
+    builder
 }
 
 /// The SDL, exactly as `schema.graphql` must hold it.

@@ -428,6 +428,8 @@ pub struct Prepared {
     /// The operation that runs: its name (`None` when unnamed) and type; `None` when the
     /// document does not single one out (execution answers that error).
     pub operation: Option<(Option<String>, OperationType)>,
+    /// What the server keeps of the document (`None` where nothing is kept).
+    pub kept: Option<Arc<Kept>>,
 }
 
 impl Prepared {
@@ -605,14 +607,41 @@ pub const DOCUMENT_CACHE_BYTES: u64 = 512 * 1024;
 /// each time, as every text was before. Bounded by the total length of the texts kept
 /// ([`DOCUMENT_CACHE_BYTES`]); the least useful are evicted first (S3-FIFO), and the texts are
 /// hashed with the standard library's randomly keyed hasher, since clients choose them.
-pub struct Documents(quick_cache::sync::Cache<String, ExecutableDocument, TextLength>);
+pub struct Documents(quick_cache::sync::Cache<String, Arc<Kept>, TextLength>);
+
+/// A kept document, and the operation names with which it passed async-graphql's full
+/// validation (see [`crate::graphql::variables`]): only names the document defines (or none)
+/// get there, since with any other the request does not execute.
+#[derive(Debug)]
+pub struct Kept {
+    pub doc: ExecutableDocument,
+    validated: Mutex<Vec<Option<String>>>,
+}
+
+impl Kept {
+    /// Whether the document passed full validation with this operation name.
+    pub fn validated(&self, operation_name: Option<&str>) -> bool {
+        self.validated
+            .lock()
+            .is_ok_and(|names| names.iter().any(|n| n.as_deref() == operation_name))
+    }
+
+    /// Records that the document passed full validation with this operation name.
+    pub fn passed(&self, operation_name: Option<&str>) {
+        if let Ok(mut names) = self.validated.lock()
+            && !names.iter().any(|n| n.as_deref() == operation_name)
+        {
+            names.push(operation_name.map(str::to_owned));
+        }
+    }
+}
 
 /// A kept document weighs the length of its text.
 #[derive(Clone)]
 struct TextLength;
 
-impl quick_cache::Weighter<String, ExecutableDocument> for TextLength {
-    fn weight(&self, text: &String, _: &ExecutableDocument) -> u64 {
+impl quick_cache::Weighter<String, Arc<Kept>> for TextLength {
+    fn weight(&self, text: &String, _: &Arc<Kept>) -> u64 {
         text.len().max(1) as u64
     }
 }
@@ -636,12 +665,20 @@ impl Documents {
     /// The document of `query` if it passes the cost limits (see [`checked_document`]): kept
     /// from an earlier request with the same text, or checked now and kept.
     pub fn checked(&self, query: &str) -> Result<ExecutableDocument, String> {
-        if let Some(doc) = self.0.get(query) {
-            return Ok(doc);
+        self.checked_kept(query).map(|kept| kept.doc.clone())
+    }
+
+    /// [`Documents::checked`], with what is kept of the document.
+    pub fn checked_kept(&self, query: &str) -> Result<Arc<Kept>, String> {
+        if let Some(kept) = self.0.get(query) {
+            return Ok(kept);
         }
-        let doc = checked_document(query)?;
-        self.0.insert(query.to_owned(), doc.clone());
-        Ok(doc)
+        let kept = Arc::new(Kept {
+            doc: checked_document(query)?,
+            validated: Mutex::new(Vec::new()),
+        });
+        self.0.insert(query.to_owned(), kept.clone());
+        Ok(kept)
     }
 
     /// How many documents are kept, and the length of their texts in bytes.
@@ -684,9 +721,11 @@ fn prepare(
         };
         Refusal::new(status, message).answered_as(media)
     };
-    let doc = match documents {
-        Some(documents) => documents.checked(&params.query),
-        None => checked_document(&params.query),
+    let (doc, kept) = match documents {
+        Some(documents) => documents
+            .checked_kept(&params.query)
+            .map(|kept| (kept.doc.clone(), Some(kept))),
+        None => checked_document(&params.query).map(|doc| (doc, None)),
     }
     .map_err(pre_execution)?;
     let operation = chosen_operation(&doc, params.operation_name.as_deref())
@@ -707,6 +746,7 @@ fn prepare(
         params,
         doc,
         operation,
+        kept,
     })
 }
 
@@ -742,6 +782,23 @@ async fn run(
         }
     };
 
+    // A document that passed full validation with this operation name before, with variables
+    // that need no check, skips async-graphql's validation rules (`graphql::variables`).
+    let operation_name = prepared.params.operation_name.clone();
+    let kept = prepared.kept.clone();
+    let prevalidated = kept
+        .as_ref()
+        .is_some_and(|k| k.validated(operation_name.as_deref()))
+        && crate::graphql::variables::taken_as_given(
+            &prepared.doc,
+            operation_name.as_deref(),
+            &prepared.params.variables,
+        );
+    let schema = if prevalidated {
+        state.prevalidated_schema.clone()
+    } else {
+        state.schema.clone()
+    };
     let mut request = prepared.into_request(caller);
     if let Some(client) = client {
         request = request.data(client);
@@ -750,7 +807,6 @@ async fn run(
     // this handler, never a use case half-way through a database transaction. A transaction
     // abandoned mid-statement could otherwise go back to the pool still open, and the next
     // statements on that connection would run inside it and never commit.
-    let schema = state.schema.clone();
     let resp = match tokio::spawn(async move { schema.execute(request).await }).await {
         Ok(resp) => resp,
         Err(e) => {
@@ -761,6 +817,12 @@ async fn run(
         }
     };
     let executed = began_execution(&resp);
+    if executed
+        && !prevalidated
+        && let Some(kept) = &kept
+    {
+        kept.passed(operation_name.as_deref());
+    }
     let outcome = if resp.errors.is_empty() {
         "ok"
     } else {
@@ -778,7 +840,7 @@ async fn run(
 /// Whether async-graphql got as far as executing: it then answers with data, or with a
 /// resolver error (which always has a path) that nulled the data. Validation errors,
 /// variable coercion errors and an unknown operation name have no path and no data.
-fn began_execution(resp: &async_graphql::Response) -> bool {
+pub fn began_execution(resp: &async_graphql::Response) -> bool {
     !matches!(resp.data, async_graphql::Value::Null)
         || resp.errors.iter().any(|e| !e.path.is_empty())
 }

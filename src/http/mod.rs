@@ -43,6 +43,9 @@ use crate::jobs::inbox::Inbox;
 pub struct AppState {
     pub service: Service,
     pub schema: ApiSchema,
+    /// The same schema without async-graphql's validation rules, for documents that passed
+    /// them before (`graphql::variables`).
+    pub prevalidated_schema: ApiSchema,
     pub inbox: Inbox,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Rate-limits the `warn` lines of refused callbacks.
@@ -52,8 +55,8 @@ pub struct AppState {
 }
 
 pub use graphql::{
-    Decoded, Documents, MAX_OPERATION_LABELS, MediaType, Params, Prepared, Refused, decode,
-    document_form,
+    Decoded, Documents, MAX_OPERATION_LABELS, MediaType, Params, Prepared, Refused,
+    began_execution, decode, document_form,
 };
 pub use wechat_callback::params as callback_params;
 

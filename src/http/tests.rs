@@ -40,6 +40,7 @@ async fn app() -> Router {
     let metrics = crate::telemetry::metrics_handle();
     router(AppState {
         schema: crate::graphql::build(Some(service.clone())),
+        prevalidated_schema: crate::graphql::build_prevalidated(Some(service.clone())),
         inbox: Inbox::start(
             db,
             Arc::new(tokio::sync::Notify::new()),
@@ -138,6 +139,36 @@ async fn a_repeated_query_text_runs_the_operation_and_variables_each_request_nam
         assert_eq!(status, StatusCode::OK);
         assert_eq!(code(&body), "BAD_REQUEST", "{body}");
         assert!(body.contains("nest"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn a_document_that_passed_validation_still_refuses_variables_it_cannot_take() {
+    // Once a text passed async-graphql's full validation, later requests with it skip the
+    // rules only when their variables need no check (`graphql::variables`): a value of the
+    // wrong type, or a missing one, is refused as the first time, with the same answer.
+    let app = app().await;
+    let text = "query A($n: String!) { t: __type(name: $n) { name } }";
+    let refused = [json!({ "n": 1 }), json!({}), json!({ "n": null })];
+    let mut first = Vec::new();
+    for variables in &refused {
+        let (status, body) = send(&app, operation(text, "A", variables.clone())).await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert!(
+            v["data"].is_null() && v["errors"][0]["path"].is_null(),
+            "{body}"
+        );
+        first.push((status, body));
+    }
+    for _ in 0..3 {
+        let (status, body) = send(&app, operation(text, "A", json!({ "n": "Query" }))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v, json!({ "data": { "t": { "name": "Query" } } }), "{body}");
+    }
+    for (variables, first) in refused.iter().zip(first) {
+        let again = send(&app, operation(text, "A", variables.clone())).await;
+        assert_eq!(again, first, "{variables}");
     }
 }
 
