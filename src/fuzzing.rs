@@ -435,13 +435,7 @@ pub fn graphql_request(data: &[u8]) -> GraphqlOutcome {
                 prepared.params.operation_name.as_deref(),
                 &prepared.params.variables,
             )
-            .then(|| crate::http::Prepared {
-                media: prepared.media,
-                params: prepared.params.clone(),
-                doc: prepared.doc.clone(),
-                operation: prepared.operation.clone(),
-                kept: None,
-            });
+            .then(|| prepared.clone());
             let request = prepared.into_request(Caller::Anonymous);
             let resp = futures::executor::block_on(schema().execute(request));
             if let Some(again) = again

@@ -420,7 +420,7 @@ pub enum Decoded {
 }
 
 /// A request ready to execute: the answer's media type, its parameters and its document.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Prepared {
     pub media: MediaType,
     pub params: Params,
