@@ -6,8 +6,8 @@
 use chrono::{DateTime, Utc};
 use entity::{identities, sessions, users};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, DbErr,
-    EntityTrait, FromQueryResult, QueryFilter, Statement, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseConnectionType,
+    DbBackend, DbErr, EntityTrait, QueryFilter, TransactionTrait, sqlx,
 };
 
 use super::events;
@@ -131,12 +131,19 @@ pub struct ReturningLogin {
 /// to adopt or merge, the same identity twice in one batch after its first, SQLite); that
 /// login wrote nothing, and the caller links and opens its session the general way, which
 /// decides every other case.
+///
+/// Sent through sqlx's pool directly with the batch's strings borrowed, like the callback
+/// inbox's statement: sea-orm's `query_all_raw` copied every value and moved its larger
+/// futures several times per batch (measured with `bench/callgrind.sh`).
 pub async fn login_returning_batch(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     logins: &[ReturningLogin],
 ) -> Result<Vec<Option<(User, Identity)>>, DbErr> {
     let mut answers: Vec<Option<(User, Identity)>> = logins.iter().map(|_| None).collect();
-    if logins.is_empty() || db.get_database_backend() != DbBackend::Postgres {
+    let DatabaseConnectionType::SqlxPostgresPoolConnection(_) = &db.inner else {
+        return Ok(answers);
+    };
+    if logins.is_empty() {
         return Ok(answers);
     }
     // The identity columns as `link` would leave them after a `Touch` with a WeChat answer:
@@ -179,37 +186,28 @@ pub async fn login_returning_batch(
         ) \
         SELECT t.n, t.id, t.user_id, t.app_id, t.app_kind, t.open_id, t.union_id, t.subscribed, \
                t.subscription_event_time, t.union_id_lookup, t.first_seen_at, t.last_seen_at, \
-               u.scope AS user_scope, u.union_id AS user_union_id, u.merged_into AS user_merged_into, \
-               u.created_at AS user_created_at, u.updated_at AS user_updated_at \
+               u.scope, u.union_id, u.merged_into, u.created_at, u.updated_at \
         FROM touched t JOIN users u ON u.id = t.user_id";
-    fn column<T: Clone>(logins: &[ReturningLogin], f: impl Fn(&ReturningLogin) -> T) -> Vec<T> {
+    let text = |f: fn(&ReturningLogin) -> &str| -> Vec<&str> { logins.iter().map(f).collect() };
+    let time = |f: fn(&ReturningLogin) -> DateTime<Utc>| -> Vec<DateTime<Utc>> {
         logins.iter().map(f).collect()
-    }
-    let stmt = Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        SQL,
-        [
-            column(logins, |l| l.app_id.as_str().to_owned()).into(),
-            column(logins, |l| l.open_id.clone()).into(),
-            column(logins, |l| l.union_id.clone().unwrap_or_default()).into(),
-            column(logins, |l| l.scope.clone()).into(),
-            column(logins, |l| l.now).into(),
-            column(logins, |l| l.token_hash.clone()).into(),
-            column(logins, |l| l.expires_at).into(),
-            EventKind::Login.as_str().into(),
-        ],
-    );
-    for row in db.query_all_raw(stmt).await? {
-        let n: i64 = row.try_get("", "n")?;
-        let identity = identities::Model::from_query_result(&row, "")?;
-        let user = users::Model {
-            id: identity.user_id.clone(),
-            scope: row.try_get("", "user_scope")?,
-            union_id: row.try_get("", "user_union_id")?,
-            merged_into: row.try_get("", "user_merged_into")?,
-            created_at: row.try_get("", "user_created_at")?,
-            updated_at: row.try_get("", "user_updated_at")?,
-        };
+    };
+    // `get_postgres_connection_pool` panics on any other connection; matched above.
+    let rows = sqlx::query(SQL)
+        .bind(text(|l| l.app_id.as_str()))
+        .bind(text(|l| l.open_id.as_str()))
+        .bind(text(|l| l.union_id.as_deref().unwrap_or_default()))
+        .bind(text(|l| l.scope.as_str()))
+        .bind(time(|l| l.now))
+        .bind(text(|l| l.token_hash.as_str()))
+        .bind(time(|l| l.expires_at))
+        .bind(EventKind::Login.as_str())
+        .fetch_all(db.get_postgres_connection_pool())
+        .await
+        .map_err(|e| DbErr::Custom(format!("returning logins: {e}")))?;
+    for row in rows {
+        let (n, user, identity) =
+            returning_row(&row).map_err(|e| DbErr::Custom(format!("returning logins: {e}")))?;
         let answer = usize::try_from(n)
             .ok()
             .and_then(|n| n.checked_sub(1))
@@ -218,6 +216,36 @@ pub async fn login_returning_batch(
         *answer = Some((user_from_row(user)?, identity_from_row(identity)?));
     }
     Ok(answers)
+}
+
+/// One row of [`login_returning_batch`]'s answer, by position: the login's number, its user
+/// and its identity.
+fn returning_row(
+    row: &sqlx::postgres::PgRow,
+) -> Result<(i64, users::Model, identities::Model), sqlx::Error> {
+    use sqlx::Row;
+    let identity = identities::Model {
+        id: row.try_get(1)?,
+        user_id: row.try_get(2)?,
+        app_id: row.try_get(3)?,
+        app_kind: row.try_get(4)?,
+        open_id: row.try_get(5)?,
+        union_id: row.try_get(6)?,
+        subscribed: row.try_get(7)?,
+        subscription_event_time: row.try_get(8)?,
+        union_id_lookup: row.try_get(9)?,
+        first_seen_at: row.try_get(10)?,
+        last_seen_at: row.try_get(11)?,
+    };
+    let user = users::Model {
+        id: identity.user_id.clone(),
+        scope: row.try_get(12)?,
+        union_id: row.try_get(13)?,
+        merged_into: row.try_get(14)?,
+        created_at: row.try_get(15)?,
+        updated_at: row.try_get(16)?,
+    };
+    Ok((row.try_get(0)?, user, identity))
 }
 
 /// Writes returning logins on a pool of their own, opened at the first write: on PostgreSQL
@@ -255,17 +283,22 @@ impl ReturningLoginWriter {
         if self.main.get_database_backend() != DbBackend::Postgres {
             return login_returning_batch(&self.main, logins).await;
         }
-        let pool = self
-            .pool
-            .get_or_try_init(|| {
-                super::connect_with(
-                    &self.url,
-                    self.max_connections,
-                    self.acquire_timeout,
-                    super::INDEX_ONLY,
-                )
-            })
-            .await?;
+        let pool = match self.pool.get() {
+            Some(pool) => pool,
+            // Boxed: opening a pool is a large future that runs once, and every batch's future
+            // would carry it (18 KB copied per batch, measured with `bench/callgrind.sh`).
+            None => {
+                Box::pin(self.pool.get_or_try_init(|| {
+                    super::connect_with(
+                        &self.url,
+                        self.max_connections,
+                        self.acquire_timeout,
+                        super::INDEX_ONLY,
+                    )
+                }))
+                .await?
+            }
+        };
         login_returning_batch(pool, logins).await
     }
 }
@@ -273,7 +306,7 @@ impl ReturningLoginWriter {
 /// One returning login: [`login_returning_batch`] of one, on `db` (the service goes through
 /// [`ReturningLoginWriter`]; tests call this).
 pub async fn login_returning(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     login: &ReturningLogin,
 ) -> Result<Option<(User, Identity)>, DbErr> {
     Ok(login_returning_batch(db, std::slice::from_ref(login))
