@@ -167,7 +167,9 @@ pub struct FollowerData {
 #[derive(Clone)]
 pub struct WechatClient {
     http: reqwest::Client,
-    base: String,
+    /// Parsed once, with a trailing slash: each call joins its API's path onto it instead of
+    /// parsing a whole URL (about 6,000 instructions per login, `bench/callgrind.sh`).
+    base: reqwest::Url,
 }
 
 enum Body<'a> {
@@ -182,10 +184,16 @@ impl WechatClient {
             .connect_timeout(timeout.min(Duration::from_secs(3)))
             .pool_max_idle_per_host(64)
             .build()?;
-        Ok(Self {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
-        })
+        let base = reqwest::Url::parse(&format!("{}/", base.trim_end_matches('/')))
+            .map_err(|e| anyhow::anyhow!("the WeChat API base is not a URL: {e}"))?;
+        Ok(Self { http, base })
+    }
+
+    /// The URL of `api` (a path such as `sns/jscode2session`), under the base's path.
+    fn url(&self, api: &str) -> Result<reqwest::Url, CallError> {
+        self.base
+            .join(api)
+            .map_err(|e| CallError::Transport(format!("the URL of {api}: {e}")))
     }
 
     /// One WeChat API call with WeChat's error envelope and the bounded retry.
@@ -209,11 +217,12 @@ impl WechatClient {
     ) -> Result<T, CallError> {
         let mut timed_out_before = false;
         let mut last = CallError::Transport("not attempted".into());
+        let url = self.url(api)?;
         for attempt in 0..ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
             }
-            let url = format!("{}/{api}", self.base);
+            let url = url.clone();
             let req = match body {
                 Body::None => self.http.get(url),
                 Body::Json(v) => self.http.post(url).json(v),
@@ -435,6 +444,35 @@ fn parse_envelope<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CallError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn api_urls_are_joined_under_the_base_path() {
+        let timeout = Duration::from_secs(1);
+        for (base, url) in [
+            (
+                "https://api.weixin.qq.com",
+                "https://api.weixin.qq.com/sns/jscode2session",
+            ),
+            (
+                "http://127.0.0.1:9/",
+                "http://127.0.0.1:9/sns/jscode2session",
+            ),
+            (
+                "http://sim.test/wx",
+                "http://sim.test/wx/sns/jscode2session",
+            ),
+            (
+                "http://sim.test/wx//",
+                "http://sim.test/wx/sns/jscode2session",
+            ),
+        ] {
+            let client = WechatClient::new(base, timeout).unwrap();
+            let joined = client
+                .url("sns/jscode2session")
+                .map_err(|e| format!("{e:?}"));
+            assert_eq!(joined.map(String::from), Ok(url.to_owned()), "{base}");
+        }
+        assert!(WechatClient::new("not a url", timeout).is_err());
+    }
     #[test]
     fn errcodes_map_to_the_contract_codes() {
         let w = |errcode| {
