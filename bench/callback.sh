@@ -111,9 +111,7 @@ gen --out "$WORK/warmup.txt" --count 50000 --seq-start "$REQUESTS"
 # ---- servers ------------------------------------------------------------------------------
 "$BIN/examples/bench_baseline" "127.0.0.1:$BARE_PORT" >"$WORK/bare.log" 2>&1 &
 PIDS+=($!); BARE_PID=$!
-"$WX_BIN" --config "$WORK/wxunion.toml" sim --listen "127.0.0.1:$SIM_PORT" \
-    --target "http://127.0.0.1:$PORT" >"$WORK/sim.log" 2>&1 &
-PIDS+=($!); SIM_PID=$!
+start_sim "$WX_BIN" "$SIM_PORT" "http://127.0.0.1:$PORT"
 "$WX_BIN" --config "$WORK/wxunion.toml" migrate >"$WORK/migrate.log" 2>&1 \
     || die "migrate failed: $(cat "$WORK/migrate.log")"
 if [[ -n ${BENCH_SETUP_SQL:-} ]]; then # diagnostic: e.g. try an index before changing migrations
@@ -123,7 +121,7 @@ fi
 RUST_LOG=$SERVER_LOG "$WX_BIN" --config "$WORK/wxunion.toml" serve >"$WORK/wxunion.log" 2>&1 &
 PIDS+=($!); WX_PID=$!
 wait_http "http://127.0.0.1:$BARE_PORT/healthz" 20 "$BARE_PID"
-wait_http "http://127.0.0.1:$SIM_PORT/sim" 20 "$SIM_PID"
+wait_sim "$SIM_PORT"
 wait_http "http://127.0.0.1:$PORT/healthz" 30 "$WX_PID"
 log "bare on :$BARE_PORT, wxunion on :$PORT (db $DB, job_workers ${JOB_WORKERS:-default}, WeChat $WECHAT), simulator on :$SIM_PORT"
 

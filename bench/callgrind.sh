@@ -94,11 +94,8 @@ secret = "bench-secret"
 kind = "mini_program"
 open_platform = "bench"
 EOF
-    "$BIN/wxunion" --config "$WORK/wxunion.toml" sim --listen "127.0.0.1:$UNREACHABLE" \
-        --target "http://127.0.0.1:$PORT" >"$WORK/sim.log" 2>&1 &
-    SIM_PID=$!
-    PIDS+=("$SIM_PID")
-    wait_http "http://127.0.0.1:$UNREACHABLE/sim" 20 "$SIM_PID"
+    start_sim "$BIN/wxunion" "$UNREACHABLE" "http://127.0.0.1:$PORT"
+    wait_sim "$UNREACHABLE"
     codes() { # prefix people count out
         "$BIN/examples/bench_login" codes --sim "http://127.0.0.1:$UNREACHABLE" --app-id "$APP_ID" \
             --target graphql --prefix "$1" --people "$2" --count "$3" --out "$4"

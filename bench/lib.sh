@@ -49,6 +49,15 @@ wait_http() { # url seconds pid
         sleep 0.1
     done
 }
+# Starts the WeChat simulator (`wxunion sim`) with $WORK/wxunion.toml on 127.0.0.1:PORT,
+# posting its callbacks to TARGET, logging to $WORK/sim.log; sets SIM_PID and adds it to PIDS.
+# Returns at once: `wait_sim` waits until it answers. Args: binary port target
+start_sim() {
+    "$1" --config "$WORK/wxunion.toml" sim --listen "127.0.0.1:$2" --target "$3" >"$WORK/sim.log" 2>&1 &
+    SIM_PID=$!
+    PIDS+=("$SIM_PID")
+}
+wait_sim() { wait_http "http://127.0.0.1:$1/sim" 20 "$SIM_PID"; } # port
 # CPU seconds (user+system) used so far by one process, or by every process named postgres.
 cpu_of() {
     awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); t += $12 + $13 } END { printf "%.2f", t / hz }' "/proc/$1/stat"

@@ -87,14 +87,12 @@ EOF
 
 # ---- servers ------------------------------------------------------------------------------
 # The simulator is always this checkout's (it mints codes in batches); WX_BIN may be older.
-"$BIN/wxunion" --config "$WORK/wxunion.toml" sim --listen "127.0.0.1:$SIM_PORT" \
-    --target "http://127.0.0.1:$PORT" >"$WORK/sim.log" 2>&1 &
-PIDS+=($!); SIM_PID=$!
+start_sim "$BIN/wxunion" "$SIM_PORT" "http://127.0.0.1:$PORT"
 "$WX_BIN" --config "$WORK/wxunion.toml" migrate >"$WORK/migrate.log" 2>&1 \
     || die "migrate failed: $(cat "$WORK/migrate.log")"
 RUST_LOG=$SERVER_LOG "$WX_BIN" --config "$WORK/wxunion.toml" serve >"$WORK/wxunion.log" 2>&1 &
 PIDS+=($!); WX_PID=$!
-wait_http "http://127.0.0.1:$SIM_PORT/sim" 20 "$SIM_PID"
+wait_sim "$SIM_PORT"
 wait_http "http://127.0.0.1:$PORT/healthz" 30 "$WX_PID"
 log "wxunion on :$PORT (db $DB), simulator on :$SIM_PORT"
 

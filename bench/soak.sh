@@ -143,9 +143,7 @@ open_platform = "soak"
 EOF
 
 # ---- processes ------------------------------------------------------------------------------
-"$WX_BIN" --config "$WORK/wxunion.toml" sim --listen "127.0.0.1:$SIM_PORT" \
-    --target "http://127.0.0.1:${PORTS[0]}" >"$WORK/sim.log" 2>&1 &
-PIDS+=($!); SIM_PID=$!
+start_sim "$WX_BIN" "$SIM_PORT" "http://127.0.0.1:${PORTS[0]}"
 "$WX_BIN" --config "$WORK/wxunion.toml" migrate >"$WORK/migrate.log" 2>&1 \
     || die "migrate failed: $(cat "$WORK/migrate.log")"
 start_instance() { # index
@@ -156,7 +154,7 @@ start_instance() { # index
     wait_http "http://127.0.0.1:$port/healthz" 60 "$!"
 }
 instance_pid() { cat "$WORK/wxunion-$1.pid"; }
-wait_http "http://127.0.0.1:$SIM_PORT/sim" 20 "$SIM_PID"
+wait_sim "$SIM_PORT"
 start_instance 0
 start_instance 1
 log "wxunion on :${PORTS[0]} and :${PORTS[1]} (db $DB), simulator on :$SIM_PORT; $(nproc) CPUs," \
