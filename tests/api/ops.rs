@@ -39,6 +39,8 @@ async fn readyz_fails_when_the_database_is_unreachable() {
 async fn metrics_count_requests_and_wechat_calls() {
     let app = spawn_app().await;
     app.login(MP1, "mia").await;
+    let refused = app.login_with_code(MP1, "0a1b2c3d4e5f").await;
+    assert_eq!(refused["errors"][0]["extensions"]["wechatErrcode"], 40029);
     let text = app.metrics().await;
     assert!(
         text.contains("wxunion_http_requests_total{route=\"/graphql\""),
@@ -46,6 +48,16 @@ async fn metrics_count_requests_and_wechat_calls() {
     );
     assert!(
         text.contains("wxunion_wechat_calls_total{api=\"sns/jscode2session\",errcode=\"0\"}"),
+        "{text}"
+    );
+    // An error is counted under WeChat's errcode; every attempt's duration is recorded. (The
+    // recorder is the process's: other tests' calls count in the same series.)
+    assert!(
+        text.contains("wxunion_wechat_calls_total{api=\"sns/jscode2session\",errcode=\"40029\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wxunion_wechat_call_seconds_count{api=\"sns/jscode2session\"}"),
         "{text}"
     );
     assert!(text.contains("wxunion_graphql_requests_total"), "{text}");
