@@ -12,7 +12,7 @@
 
 use async_graphql::Positioned;
 use async_graphql::parser::types::{
-    BaseType, DocumentOperations, ExecutableDocument, VariableDefinition,
+    BaseType, DocumentOperations, ExecutableDocument, OperationDefinition, VariableDefinition,
 };
 use serde_json::{Map, Value};
 
@@ -26,23 +26,34 @@ pub fn taken_as_given(
     operation_name: Option<&str>,
     values: &Map<String, Value>,
 ) -> bool {
-    let operation = match (&doc.operations, operation_name) {
-        (DocumentOperations::Single(op), None) => op,
-        (DocumentOperations::Multiple(ops), Some(name)) => match ops.get(name) {
-            Some(op) => op,
-            None => return false,
-        },
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => match ops.values().next() {
-            Some(op) => op,
-            None => return false,
-        },
-        _ => return false,
+    let Some((_, operation)) = operation(doc, operation_name) else {
+        return false;
     };
     operation
         .node
         .variable_definitions
         .iter()
         .all(|def| plain(def, values.get(def.node.name.node.as_str())))
+}
+
+/// The operation async-graphql runs for `operation_name`, and its name: with a name, the
+/// document's operation of that name (an anonymous operation has none); without, the only
+/// operation. `None` where async-graphql answers that no operation is singled out.
+pub fn operation<'d>(
+    doc: &'d ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Option<(Option<&'d str>, &'d Positioned<OperationDefinition>)> {
+    match (&doc.operations, operation_name) {
+        (DocumentOperations::Single(op), None) => Some((None, op)),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops
+            .get_key_value(name)
+            .map(|(name, op)| (Some(name.as_str()), op)),
+        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
+            .iter()
+            .next()
+            .map(|(name, op)| (Some(name.as_str()), op)),
+        _ => None,
+    }
 }
 
 fn plain(def: &Positioned<VariableDefinition>, value: Option<&Value>) -> bool {

@@ -283,22 +283,17 @@ fn params_from_url(raw: Option<&str>) -> Result<Params, Refusal> {
     params_from_map(map)
 }
 
-/// The operation a request runs: the named one, or the only one.
+/// The operation a request runs: the named one, or the only one
+/// ([`crate::graphql::variables::operation`]). An anonymous operation requested by a name
+/// counts too: async-graphql refuses the name when it executes, but the operation's type
+/// decides first how the request is answered over HTTP (a mutation over GET is refused).
 fn chosen_operation<'d>(
     doc: &'d ExecutableDocument,
     name: Option<&str>,
 ) -> Option<(Option<&'d str>, OperationType)> {
     match (&doc.operations, name) {
-        (DocumentOperations::Single(op), _) => Some((None, op.node.ty)),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops
-            .iter()
-            .find(|(n, _)| n.as_str() == name)
-            .map(|(n, op)| (Some(n.as_str()), op.node.ty)),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops
-            .iter()
-            .next()
-            .map(|(n, op)| (Some(n.as_str()), op.node.ty)),
-        (DocumentOperations::Multiple(_), None) => None,
+        (DocumentOperations::Single(op), Some(_)) => Some((None, op.node.ty)),
+        _ => crate::graphql::variables::operation(doc, name).map(|(n, op)| (n, op.node.ty)),
     }
 }
 
