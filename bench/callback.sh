@@ -146,6 +146,7 @@ measure() { # label port pid
         PG_BEFORE=$(pg_counters)
         curl -fsS "http://127.0.0.1:$port/metrics" >"$WORK/metrics-before.txt" || true
     fi
+    settle_disk
     cpu_srv0=$(cpu_of "$pid"); cpu_pg0=$(cpu_postgres); local ticks0; ticks0=$(cpu_ticks)
     local sys0; sys0=$(cpu_sys_of "$pid")
     log "$label: ${SECONDS_PER_RUN}s, $CONNECTIONS connections, $THREADS wrk thread(s)"

@@ -35,6 +35,17 @@ bench_cleanup() {
     exit "$rc"
 }
 
+# Writes the page cache's dirty pages out (`sync`) before a timed run, so that the kernel's
+# writeback of what the script wrote before it (hundreds of MB of pre-signed requests, minted
+# codes, the warm-up's rows) does not fall inside the run: PostgreSQL's WAL sync would queue
+# behind it, and every request in flight with it. Logs how much was dirty and how long it took.
+settle_disk() {
+    local dirty t0
+    dirty=$(awk '/^Dirty:/ { printf "%.0f", $2 / 1024 }' /proc/meminfo)
+    t0=$(date +%s%N)
+    sync
+    log "sync before the run: $dirty MB dirty, written in $((($(date +%s%N) - t0) / 1000000)) ms"
+}
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
     local p=$1

@@ -112,6 +112,7 @@ delta() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 # One closed-loop run with CPU accounting; sets R_<label>. Args: label port file
 measure() {
     local label=$1 port=$2 file=$3 cpu_wx0 cpu_sim0 cpu_pg0 s0 e0 line
+    settle_disk
     s0=$(sessions_count); e0=$(logins_count)
     cpu_wx0=$(cpu_of "$WX_PID"); cpu_sim0=$(cpu_of "$SIM_PID"); cpu_pg0=$(cpu_postgres)
     log "$label: ${SECONDS_PER_RUN}s, $CONNECTIONS connections, $THREADS wrk threads"
@@ -127,6 +128,7 @@ measure() {
 # One open-loop run at RATE; sets O_<label>. Args: label port file
 open_loop() {
     local cpu_wx0 cpu_pg0 line
+    settle_disk
     cpu_wx0=$(cpu_of "$WX_PID"); cpu_pg0=$(cpu_postgres)
     log "$1: open loop, $RATE/s for ${OPEN_SECONDS}s"
     line=$("$BIN/examples/bench_login" open-loop --url "http://127.0.0.1:$2" --file "$3" \
