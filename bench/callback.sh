@@ -30,7 +30,7 @@ BIN=$ROOT/target/release
 WX_BIN=${BENCH_WXUNION_BIN:-$BIN/wxunion} # e.g. a build of an experimental copy
 DB=wxunion_bench_$$
 REDIS_PREFIX="wxunion-bench-$$:"
-WORK=$(mktemp -d /tmp/wxunion-bench.XXXXXX)
+WORK=$(mktemp -d "${BENCH_TMPDIR:-/dev/shm}/wxunion-bench.XXXXXX")
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -36,7 +36,7 @@ BIN=$ROOT/target/$PROFILE
 WX_BIN=${BENCH_WXUNION_BIN:-$BIN/wxunion}
 DB=wxunion_cg_$$
 REDIS_PREFIX="wxunion-cg-$$:"
-WORK=$(mktemp -d /tmp/wxunion-cg.XXXXXX)
+WORK=$(mktemp -d "${BENCH_TMPDIR:-/dev/shm}/wxunion-cg.XXXXXX")
 
 log() { printf '[callgrind] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -28,7 +28,7 @@ BIN=$ROOT/target/release
 WX_BIN=${BENCH_WXUNION_BIN:-$BIN/wxunion}
 DB=wxunion_bench_login_$$
 REDIS_PREFIX="wxunion-bench-login-$$:"
-WORK=$(mktemp -d /tmp/wxunion-bench-login.XXXXXX)
+WORK=$(mktemp -d "${BENCH_TMPDIR:-/dev/shm}/wxunion-bench-login.XXXXXX")
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
