@@ -156,7 +156,9 @@ measure() { # label port pid
     cpu_srv=$(awk -v a="$cpu_srv0" -v b="$(cpu_of "$pid")" 'BEGIN { printf "%.1f", b - a }')
     cpu_pg=$(awk -v a="$cpu_pg0" -v b="$(cpu_postgres)" 'BEGIN { printf "%.1f", b - a }')
     line="$line cpu_server=$cpu_srv cpu_server_sys=$(awk -v a="$sys0" -v b="$(cpu_sys_of "$pid")" \
-        'BEGIN { printf "%.1f", b - a }') cpu_postgres=$cpu_pg steal=$(steal_pct "$ticks0" "$(cpu_ticks)")"
+        'BEGIN { printf "%.1f", b - a }') cpu_postgres=$cpu_pg"
+    local ticks1; ticks1=$(cpu_ticks)
+    line="$line steal=$(steal_pct "$ticks0" "$ticks1") idle=$(idle_pct "$ticks0" "$ticks1")"
     if [[ $label == callback ]]; then
         sleep 0.5 # let requests wrk abandoned at the deadline finish
         line="$line rows=$(($(jobs_count) - before_rows))"
@@ -187,14 +189,14 @@ echo "wxunion safe-mode callback vs bare axum: ${SECONDS_PER_RUN}s per run, $CON
     "$THREADS wrk thread(s), $(nproc) CPUs, job_workers=${JOB_WORKERS:-default}, WeChat $WECHAT," \
     "$KIND callbacks, open_platform=$OPEN_PLATFORM" \
     "${SYNC_COMMIT:+synchronous_commit=$SYNC_COMMIT}"
-printf '%-10s %12s %10s %10s %10s %12s %14s %12s %8s\n' target "requests/s" "p50 ms" "p90 ms" "p99 ms" non-2xx \
-    "cpu server s" "cpu pg s" "steal %"
+printf '%-10s %12s %10s %10s %10s %12s %14s %12s %8s %8s\n' target "requests/s" "p50 ms" "p90 ms" "p99 ms" \
+    non-2xx "cpu server s" "cpu pg s" "steal %" "idle %"
 for l in bare callback; do
     r=R_$l
-    printf '%-10s %12s %10s %10s %10s %12s %14s %12s %8s\n' "$l" "$(field rps "${!r}")" \
+    printf '%-10s %12s %10s %10s %10s %12s %14s %12s %8s %8s\n' "$l" "$(field rps "${!r}")" \
         "$(ms "$(field p50 "${!r}")")" "$(ms "$(field p90 "${!r}")")" "$(ms "$(field p99 "${!r}")")" \
         "$(field non2xx "${!r}")" "$(field cpu_server "${!r}")" "$(field cpu_postgres "${!r}")" \
-        "$(field steal "${!r}")"
+        "$(field steal "${!r}")" "$(field idle "${!r}")"
 done
 echo "ratio callback/bare: $ratio (goal >= 0.3: $(awk -v r="$ratio" 'BEGIN { print (r >= 0.3) ? "met" : "NOT met" }'))"
 echo "wxunion CPU per callback: $(awk -v c="$(field cpu_server "$R_callback")" -v n="$c_req" \

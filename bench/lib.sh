@@ -73,12 +73,15 @@ wait_sim() { wait_http "http://127.0.0.1:$1/sim" 20 "$SIM_PID"; } # port
 cpu_of() {
     awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); t += $12 + $13 } END { printf "%.2f", t / hz }' "/proc/$1/stat"
 }
-# The machine's CPU ticks as "total steal" (a virtual machine's stolen time: the host ran
-# something else while this guest wanted to run).
-cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9 }' /proc/stat; }
+# The machine's CPU ticks as "total steal idle" (steal: a virtual machine's stolen time, the
+# host ran something else while this guest wanted to run; idle: idle and waiting for I/O).
+cpu_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t, $9, $5 + $6 }' /proc/stat; }
 # Percent of the CPU time between two cpu_ticks readings that was stolen.
 steal_pct() { awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
     t = y[1] - x[1]; printf "%.1f", (t > 0 ? 100 * (y[2] - x[2]) / t : 0) }'; }
+# Percent of the CPU time between two cpu_ticks readings that no process wanted (idle, I/O wait).
+idle_pct() { awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
+    t = y[1] - x[1]; printf "%.1f", (t > 0 ? 100 * (y[3] - x[3]) / t : 0) }'; }
 # A process's system (kernel) CPU seconds.
 cpu_sys_of() {
     awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", $13 / hz }' "/proc/$1/stat"
