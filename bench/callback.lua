@@ -1,72 +1,22 @@
 -- wrk script for bench/callback.sh.
 --
---   wrk -t T -c C -d D -s bench/callback.lua http://127.0.0.1:PORT -- REQUESTS_FILE T
+--   wrk -t T -c C -d D -s bench/callback.lua http://127.0.0.1:PORT -- REQUESTS_FILE T [READY_FILE]
 --
--- REQUESTS_FILE holds one request per line, `<path?query>\t<body>` (examples/bench_requests.rs).
--- Thread i (0-based) of T sends lines i, i+T, i+2T, ... so no two threads send the same
--- callback; a thread that runs out of lines starts again from its first (those repeats hit
--- wxunion's dedupe) and the number of such wraps is reported at the end.
--- Requests are formatted once at init so the client spends as little CPU as possible.
--- The last line printed is machine-readable: `BENCH key=value ...` (latencies in microseconds).
+-- REQUESTS_FILE holds one request per line, `<path?query>\t<body>` (examples/bench_requests.rs),
+-- each sent as a POST of text/xml. Threads, wraps, the start barrier and the summary line:
+-- bench/wrk_common.lua.
 
-local threads = {}
-local counter = 0
-
-function setup(thread)
-  thread:set("id", counter)
-  counter = counter + 1
-  table.insert(threads, thread)
-end
+local common = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "wrk_common.lua")
 
 function init(args)
-  local file = args[1] or error("usage: -- REQUESTS_FILE THREADS")
-  local total = tonumber(args[2] or "1")
-  local host = wrk.headers["Host"]
-  local reqs = {}
-  local n = 0
-  local fh = assert(io.open(file, "r"))
-  for line in fh:lines() do
-    if n % total == id then
-      local tab = line:find("\t", 1, true)
-      if tab then
-        local path = line:sub(1, tab - 1)
-        local body = line:sub(tab + 1)
-        reqs[#reqs + 1] = wrk.format("POST", path,
-          { ["Content-Type"] = "text/xml", ["Host"] = host }, body)
-      end
-    end
-    n = n + 1
-  end
-  fh:close()
-  if #reqs == 0 then error("thread " .. id .. ": no requests loaded from " .. file) end
-  requests_ = reqs
-  next_ = 1
-  wraps = 0
-  loaded = #reqs
-end
-
-function request()
-  local r = requests_[next_]
-  next_ = next_ + 1
-  if next_ > loaded then
-    next_ = 1
-    wraps = wraps + 1
-  end
-  return r
+  common.load(args, function(line, host)
+    local tab = line:find("\t", 1, true)
+    if not tab then return nil end
+    return wrk.format("POST", line:sub(1, tab - 1),
+      { ["Content-Type"] = "text/xml", ["Host"] = host }, line:sub(tab + 1))
+  end)
 end
 
 function done(summary, latency, requests)
-  local wrapped, loaded_total = 0, 0
-  for _, t in ipairs(threads) do
-    wrapped = wrapped + (t:get("wraps") or 0)
-    loaded_total = loaded_total + (t:get("loaded") or 0)
-  end
-  local e = summary.errors
-  local secs = summary.duration / 1e6
-  io.write(string.format(
-    "BENCH requests=%d seconds=%.3f rps=%.1f p50=%d p90=%d p99=%d max=%d " ..
-    "non2xx=%d connect_err=%d read_err=%d write_err=%d timeouts=%d loaded=%d wraps=%d\n",
-    summary.requests, secs, summary.requests / secs,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max,
-    e.status, e.connect, e.read, e.write, e.timeout, loaded_total, wrapped))
+  common.report(summary, latency, "")
 end

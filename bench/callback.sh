@@ -128,8 +128,9 @@ log "bare on :$BARE_PORT, wxunion on :$PORT (db $DB, job_workers ${JOB_WORKERS:-
 # One wrk run; prints the BENCH line. Args: label port requests_file seconds
 run_wrk() {
     local out=$WORK/wrk-$1.txt
+    rm -f "$out.ready" # wrk_common.lua's start barrier: the last thread to load writes it
     wrk -t "$THREADS" -c "$CONNECTIONS" -d "${4}s" --timeout 10s --latency \
-        -s "$ROOT/bench/callback.lua" "http://127.0.0.1:$2" -- "$3" "$THREADS" >"$out" 2>&1 \
+        -s "$ROOT/bench/callback.lua" "http://127.0.0.1:$2" -- "$3" "$THREADS" "$out.ready" >"$out" 2>&1 \
         || die "wrk failed: $(cat "$out")"
     grep '^BENCH ' "$out" || die "no BENCH line from wrk: $(cat "$out")"
 }
@@ -147,11 +148,17 @@ measure() { # label port pid
         curl -fsS "http://127.0.0.1:$port/metrics" >"$WORK/metrics-before.txt" || true
     fi
     settle_disk
+    log "$label: ${SECONDS_PER_RUN}s, $CONNECTIONS connections, $THREADS wrk thread(s)"
+    run_wrk "$label" "$port" "$WORK/requests.txt" "$SECONDS_PER_RUN" >"$WORK/bench-$label.line" &
+    local wrk_job=$!
+    # The CPU is counted from when the last wrk thread has loaded its requests (the start
+    # barrier's file, bench/wrk_common.lua), not while wrk loads them (seconds, servers idle).
+    until [[ -e $WORK/wrk-$label.txt.ready ]] || ! kill -0 "$wrk_job" 2>/dev/null; do sleep 0.01; done
     cpu_srv0=$(cpu_of "$pid"); cpu_pg0=$(cpu_postgres); local ticks0; ticks0=$(cpu_ticks)
     local sys0; sys0=$(cpu_sys_of "$pid")
-    log "$label: ${SECONDS_PER_RUN}s, $CONNECTIONS connections, $THREADS wrk thread(s)"
+    wait "$wrk_job" || die "the $label run failed (logs in $WORK with BENCH_KEEP_WORK=1)"
     local line
-    line=$(run_wrk "$label" "$port" "$WORK/requests.txt" "$SECONDS_PER_RUN")
+    line=$(cat "$WORK/bench-$label.line")
     local cpu_srv cpu_pg
     cpu_srv=$(awk -v a="$cpu_srv0" -v b="$(cpu_of "$pid")" 'BEGIN { printf "%.1f", b - a }')
     cpu_pg=$(awk -v a="$cpu_pg0" -v b="$(cpu_postgres)" 'BEGIN { printf "%.1f", b - a }')

@@ -102,8 +102,9 @@ codes() { # target prefix people count out
 }
 run_wrk() { # label port file seconds
     local out=$WORK/wrk-$1.txt
+    rm -f "$out.ready" # wrk_common.lua's start barrier: the last thread to load writes it
     wrk -t "$THREADS" -c "$CONNECTIONS" -d "${4}s" --timeout 10s --latency \
-        -s "$ROOT/bench/replay.lua" "http://127.0.0.1:$2" -- "$3" "$THREADS" >"$out" 2>&1 \
+        -s "$ROOT/bench/replay.lua" "http://127.0.0.1:$2" -- "$3" "$THREADS" "$out.ready" >"$out" 2>&1 \
         || die "wrk failed: $(cat "$out")"
     grep '^first failure' "$out" >&2 || true
     grep '^BENCH ' "$out" || die "no BENCH line from wrk: $(cat "$out")"
