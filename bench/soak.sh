@@ -172,18 +172,18 @@ PIDS+=("$GEN_PID")
 
 # CPU time of the whole machine so far: "busy nice total" in ticks (nice: processes at a
 # positive nice level, such as a fuzzer at nice 19).
-cpu_ticks() { awk '/^cpu / { print $2 + $4 + $7 + $8 + $9, $3, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
+busy_nice_ticks() { awk '/^cpu / { print $2 + $4 + $7 + $8 + $9, $3, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
 # One row every SAMPLE_EVERY seconds while the load runs: seconds since the load started, the
 # 1-minute load average, the share of the machine's CPU busy at normal priority and at a
 # positive nice level over the last interval, RSS (MB) of both instances and of the simulator.
 sampler() {
     echo "t_s,load1,cpu_busy_%,cpu_nice_%,wxunion_0_mb,wxunion_1_mb,sim_mb" >"$CSV"
     local next=$LOAD_START t before now
-    before=$(cpu_ticks)
+    before=$(busy_nice_ticks)
     while ((next - LOAD_START <= DURATION)); do
         t=$(date +%s)
         ((t < next)) && sleep $((next - t))
-        now=$(cpu_ticks)
+        now=$(busy_nice_ticks)
         echo "$((next - LOAD_START)),$(cut -d' ' -f1 /proc/loadavg)," \
             "$(awk -v a="$before" -v b="$now" 'BEGIN { split(a, x, " "); split(b, y, " "); t = y[3] - x[3];
                 if (t < 100) { printf "-,-"; exit } # the first row: no interval yet
