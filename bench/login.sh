@@ -115,9 +115,14 @@ measure() {
     local label=$1 port=$2 file=$3 cpu_wx0 cpu_sim0 cpu_pg0 s0 e0 line
     settle_disk
     s0=$(sessions_count); e0=$(logins_count)
-    cpu_wx0=$(cpu_of "$WX_PID"); cpu_sim0=$(cpu_of "$SIM_PID"); cpu_pg0=$(cpu_postgres)
     log "$label: ${SECONDS_PER_RUN}s, $CONNECTIONS connections, $THREADS wrk threads"
-    line=$(run_wrk "$label" "$port" "$file" "$SECONDS_PER_RUN")
+    run_wrk "$label" "$port" "$file" "$SECONDS_PER_RUN" >"$WORK/bench-$label.line" &
+    local wrk_job=$!
+    # CPU from when the last wrk thread has loaded its requests (bench/wrk_common.lua's barrier).
+    until [[ -e $WORK/wrk-$label.txt.ready ]] || ! kill -0 "$wrk_job" 2>/dev/null; do sleep 0.01; done
+    cpu_wx0=$(cpu_of "$WX_PID"); cpu_sim0=$(cpu_of "$SIM_PID"); cpu_pg0=$(cpu_postgres)
+    wait "$wrk_job" || die "the $label run failed (logs in $WORK with BENCH_KEEP_WORK=1)"
+    line=$(cat "$WORK/bench-$label.line")
     sleep 0.5 # requests wrk abandoned at the deadline finish
     line="$line cpu_wxunion=$(delta "$cpu_wx0" "$(cpu_of "$WX_PID")")"
     line="$line cpu_sim=$(delta "$cpu_sim0" "$(cpu_of "$SIM_PID")")"
