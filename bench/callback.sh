@@ -151,9 +151,7 @@ measure() { # label port pid
     log "$label: ${SECONDS_PER_RUN}s, $CONNECTIONS connections, $THREADS wrk thread(s)"
     run_wrk "$label" "$port" "$WORK/requests.txt" "$SECONDS_PER_RUN" >"$WORK/bench-$label.line" &
     local wrk_job=$!
-    # The CPU is counted from when the last wrk thread has loaded its requests (the start
-    # barrier's file, bench/wrk_common.lua), not while wrk loads them (seconds, servers idle).
-    until [[ -e $WORK/wrk-$label.txt.ready ]] || ! kill -0 "$wrk_job" 2>/dev/null; do sleep 0.01; done
+    wait_wrk_loaded "$WORK/wrk-$label.txt.ready" "$wrk_job"
     cpu_srv0=$(cpu_of "$pid"); cpu_pg0=$(cpu_postgres); local ticks0; ticks0=$(cpu_ticks)
     local sys0; sys0=$(cpu_sys_of "$pid")
     wait "$wrk_job" || die "the $label run failed (logs in $WORK with BENCH_KEEP_WORK=1)"

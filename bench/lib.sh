@@ -46,6 +46,12 @@ settle_disk() {
     sync
     log "sync before the run: $dirty MB dirty, written in $((($(date +%s%N) - t0) / 1000000)) ms"
 }
+# Waits until every wrk thread has loaded its requests: bench/wrk_common.lua's start barrier
+# writes READY_FILE then (or until wrk, PID, has exited). A timed run's CPU is counted from
+# there, not while wrk loads (seconds, with the servers idle). Args: ready_file pid
+wait_wrk_loaded() {
+    until [[ -e $1 ]] || ! kill -0 "$2" 2>/dev/null; do sleep 0.01; done
+}
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 free_port() {
     local p=$1

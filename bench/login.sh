@@ -118,8 +118,7 @@ measure() {
     log "$label: ${SECONDS_PER_RUN}s, $CONNECTIONS connections, $THREADS wrk threads"
     run_wrk "$label" "$port" "$file" "$SECONDS_PER_RUN" >"$WORK/bench-$label.line" &
     local wrk_job=$!
-    # CPU from when the last wrk thread has loaded its requests (bench/wrk_common.lua's barrier).
-    until [[ -e $WORK/wrk-$label.txt.ready ]] || ! kill -0 "$wrk_job" 2>/dev/null; do sleep 0.01; done
+    wait_wrk_loaded "$WORK/wrk-$label.txt.ready" "$wrk_job"
     cpu_wx0=$(cpu_of "$WX_PID"); cpu_sim0=$(cpu_of "$SIM_PID"); cpu_pg0=$(cpu_postgres)
     wait "$wrk_job" || die "the $label run failed (logs in $WORK with BENCH_KEEP_WORK=1)"
     line=$(cat "$WORK/bench-$label.line")
