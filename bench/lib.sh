@@ -88,6 +88,9 @@ steal_pct() { awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "
 # Percent of the CPU time between two cpu_ticks readings that no process wanted (idle, I/O wait).
 idle_pct() { awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
     t = y[1] - x[1]; printf "%.1f", (t > 0 ? 100 * (y[3] - x[3]) / t : 0) }'; }
+# CPU seconds the machine ran anything (neither idle nor stolen) between two cpu_ticks readings.
+busy_seconds() { awk -v a="$1" -v b="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { split(a, x, " ");
+    split(b, y, " "); printf "%.2f", ((y[1] - x[1]) - (y[2] - x[2]) - (y[3] - x[3])) / hz }'; }
 # A process's system (kernel) CPU seconds.
 cpu_sys_of() {
     awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", $13 / hz }' "/proc/$1/stat"
